@@ -1,0 +1,37 @@
+// Bundles the three processes (extension, sidecar + CLI, webview) and the tests with esbuild.
+// tsc only type-checks (npm run typecheck). The tfjs .wasm binaries are copied beside the sidecar
+// bundle because esbuild does not copy them; sidecar/backend.ts points the wasm backend at dist/wasm/.
+import { build } from 'esbuild';
+import { cpSync, mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const root = dirname(dirname(new URL(import.meta.url).pathname));
+const common = { bundle: true, sourcemap: true, logLevel: 'warning', absWorkingDir: root };
+
+mkdirSync(join(root, 'dist/wasm'), { recursive: true });
+const wasmDir = join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
+for (const f of readdirSync(wasmDir).filter((f) => f.endsWith('.wasm'))) cpSync(join(wasmDir, f), join(root, 'dist/wasm', f));
+cpSync(join(root, 'sidecar/config/loraxs.schema.json'), join(root, 'dist/loraxs.schema.json'));
+
+// Optional native backends: loaded at run time when installed, never bundled.
+const optionalNative = ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu'];
+const node = { ...common, platform: 'node', target: 'node20', format: 'cjs' };
+await Promise.all([
+  build({ ...node, entryPoints: { extension: 'extension/main.ts' }, outdir: 'dist', external: ['vscode'] }),
+  build({ ...node, entryPoints: { sidecar: 'sidecar/server.ts', cli: 'sidecar/cli.ts' }, outdir: 'dist',
+    external: optionalNative }),
+  existsSync(join(root, 'webview')) && readdirSync(join(root, 'webview')).some((f) => f.endsWith('.ts'))
+    ? build({ ...common, platform: 'browser', target: 'es2022', format: 'iife',
+        entryPoints: readdirSync(join(root, 'webview')).filter((f) => f.endsWith('_panel.ts')).map((f) => `webview/${f}`),
+        outdir: 'dist/webview' })
+    : null,
+]);
+
+// Tests: one bundle per test file; dependencies stay in node_modules.
+rmSync(join(root, 'dist-test'), { recursive: true, force: true });
+const tests = readdirSync(join(root, 'test')).filter((f) => f.endsWith('.test.ts')).map((f) => `test/${f}`);
+if (tests.length) {
+  await build({ ...node, entryPoints: tests, outdir: 'dist-test', external: optionalNative });
+}
