@@ -3,6 +3,7 @@
  * registered (the CommonJS build of tfjs-core alone registers no gradients), and the pure-JS CPU backend
  * as a last resort only. Backends are chosen and reported in backend.ts.
  */
+import '@tensorflow/tfjs-core/dist/base_side_effects';
 import '@tensorflow/tfjs-core/dist/register_all_gradients';
 import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops';
 import '@tensorflow/tfjs-backend-cpu/dist/index.js';

@@ -1,0 +1,214 @@
+/**
+ * The command table of the `loraxs` CLI: name -> options, help and the engine call. Each command is a
+ * thin layer over the engine (which knows nothing of the CLI or of VS Code).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { initBackend, measureMatmulGflops } from './backend';
+import { LoraxsError } from './errors';
+import { loadConfig } from './config/parse';
+import { computeParams } from './params';
+import { stderrEvents } from './engine/events';
+import { runTraining } from './train/loop';
+import { evaluateRun } from './engine/evaluate';
+import { predictToFile } from './engine/predict';
+import { mergeRun } from './engine/merge_run';
+import { exportRun, EXPORT_FORMATS, type ExportFormat } from './engine/export_run';
+import { generateText } from './engine/generate';
+
+type Values = Record<string, string | boolean | undefined>;
+
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  help: string;
+  valueName?: string;
+}
+
+export interface CommandSpec {
+  summary: string;
+  usage: string;
+  positionals: number;
+  options: Record<string, OptionSpec>;
+  run(positionals: string[], values: Values): Promise<number | void>;
+}
+
+const json: OptionSpec = { type: 'boolean', help: 'print the result as JSON on stdout' };
+const adapterOpt: OptionSpec = { type: 'string', valueName: 'dir', help: 'adapter folder written by `loraxs train`' };
+
+function str(v: Values, key: string): string | undefined {
+  const x = v[key];
+  return typeof x === 'string' ? x : undefined;
+}
+
+function required(v: Values, key: string): string {
+  const x = str(v, key);
+  if (!x) throw new LoraxsError(`--${key} is required`);
+  return x;
+}
+
+function positiveInt(v: Values, key: string): number | undefined {
+  const x = str(v, key);
+  if (x === undefined) return undefined;
+  const n = Number(x);
+  if (!Number.isInteger(n) || n < 1) throw new LoraxsError(`--${key} must be a positive integer, got '${x}'`);
+  return n;
+}
+
+/** Ctrl-C asks the engine to stop at the next safe point (it saves a checkpoint); a second one exits. */
+function interruptSignal(): AbortSignal {
+  const controller = new AbortController();
+  process.on('SIGINT', () => {
+    if (controller.signal.aborted) process.exit(130);
+    process.stderr.write('\ncancelling: saving a checkpoint (Ctrl-C again to quit at once)\n');
+    controller.abort();
+  });
+  return controller.signal;
+}
+
+function print(value: unknown, asJson: boolean, text: () => string): void {
+  process.stdout.write(asJson ? JSON.stringify(value, null, 2) + '\n' : text());
+}
+
+export const COMMANDS: Record<string, CommandSpec> = {
+  params: {
+    summary: 'trainable parameters and adapter size of a config (reads config.json / headers, never weights)',
+    usage: 'CONFIG [--rank N] [--targets a,b] [--json]',
+    positionals: 1,
+    options: {
+      rank: { type: 'string', valueName: 'N', help: 'rank to use instead of the config\'s' },
+      targets: { type: 'string', valueName: 'a,b', help: 'target modules instead of the config\'s' },
+      json,
+    },
+    async run([file], v) {
+      const config = loadConfig(file, { requireTraining: false });
+      const report = computeParams(config, {
+        rank: positiveInt(v, 'rank'),
+        targets: str(v, 'targets')?.split(',').map((s) => s.trim()).filter(Boolean),
+      });
+      print(report, v.json === true, () => {
+        const f = (n: number): string => n.toLocaleString('en-US');
+        return [
+          `adapted modules   ${f(report.modules)}`,
+          `LoRA-XS params    ${f(report.loraxs)}`,
+          `LoRA params       ${f(report.lora)}  (same rank)`,
+          `VeRA params       ${f(report.vera)}  (same rank)`,
+          `base model params ${f(report.baseParams)}`,
+          `adapter bytes     ${f(report.adapterBytes)}`,
+          '',
+        ].join('\n');
+      });
+    },
+  },
+  train: {
+    summary: 'fine-tune with LoRA-XS as the config says; writes the adapter and metrics.jsonl to its output',
+    usage: 'CONFIG [--resume]',
+    positionals: 1,
+    options: { resume: { type: 'boolean', help: 'continue from the last checkpoint in the output folder' }, json },
+    async run([file], v) {
+      const config = loadConfig(file, { requireTraining: true });
+      const result = await runTraining(config, { resume: v.resume === true, events: stderrEvents(), signal: interruptSignal() });
+      print(result, v.json === true, () =>
+        `${result.cancelled ? 'cancelled at' : 'finished'} step ${result.steps}; adapter: ${result.adapterDir}` +
+        (result.best ? `; best ${JSON.stringify(result.best.eval)} at epoch ${result.best.epoch}` : '') + '\n');
+      return result.cancelled ? 130 : 0;
+    },
+  },
+  eval: {
+    summary: 'evaluate an adapter on the config\'s validation set',
+    usage: 'CONFIG --adapter DIR [--json]',
+    positionals: 1,
+    options: { adapter: adapterOpt, json },
+    async run([file], v) {
+      const config = loadConfig(file, { requireTraining: true });
+      const metrics = await evaluateRun(config, required(v, 'adapter'), stderrEvents());
+      print(metrics, v.json === true, () => Object.entries(metrics).map(([k, x]) => `${k}\t${x}`).join('\n') + '\n');
+    },
+  },
+  predict: {
+    summary: 'predict with an adapter over a data file; writes one JSON line per row',
+    usage: 'CONFIG --adapter DIR --input FILE [--out FILE]',
+    positionals: 1,
+    options: {
+      adapter: adapterOpt,
+      input: { type: 'string', valueName: 'file', help: 'rows to predict (.jsonl, .csv, .tsv; same columns as training)' },
+      out: { type: 'string', valueName: 'file', help: 'where to write predictions (default: stdout)' },
+    },
+    async run([file], v) {
+      const config = loadConfig(file, { requireTraining: true });
+      await predictToFile(config, required(v, 'adapter'), required(v, 'input'), str(v, 'out'), stderrEvents());
+    },
+  },
+  merge: {
+    summary: 'merge an adapter into the base weights: a new Hugging Face model folder',
+    usage: 'CONFIG --adapter DIR --out DIR',
+    positionals: 1,
+    options: { adapter: adapterOpt, out: { type: 'string', valueName: 'dir', help: 'new model folder' } },
+    async run([file], v) {
+      const config = loadConfig(file, { requireTraining: false });
+      const out = await mergeRun(config, required(v, 'adapter'), required(v, 'out'), stderrEvents());
+      process.stdout.write(out + '\n');
+    },
+  },
+  export: {
+    summary: `export an adapter (${EXPORT_FORMATS.join(', ')})`,
+    usage: '--adapter DIR [--model DIR] --format F --out DIR',
+    positionals: 0,
+    options: {
+      adapter: adapterOpt,
+      model: { type: 'string', valueName: 'dir', help: 'base model folder (default: the path recorded in the adapter)' },
+      format: { type: 'string', valueName: 'F', help: EXPORT_FORMATS.join(' | ') },
+      out: { type: 'string', valueName: 'dir', help: 'folder to write' },
+    },
+    async run(_p, v) {
+      const format = required(v, 'format');
+      if (!(EXPORT_FORMATS as readonly string[]).includes(format)) {
+        throw new LoraxsError(`--format must be one of ${EXPORT_FORMATS.join(', ')}, got '${format}'`);
+      }
+      const out = await exportRun({ adapterDir: required(v, 'adapter'), modelDir: str(v, 'model'), format: format as ExportFormat, outDir: required(v, 'out') }, stderrEvents());
+      process.stdout.write(out + '\n');
+    },
+  },
+  generate: {
+    summary: 'greedy generation with a causal LM (optionally with an adapter)',
+    usage: '--model DIR [--adapter DIR] --prompt TEXT [--max-tokens N]',
+    positionals: 0,
+    options: {
+      model: { type: 'string', valueName: 'dir', help: 'Hugging Face model folder' },
+      adapter: adapterOpt,
+      prompt: { type: 'string', valueName: 'text', help: 'the prompt' },
+      'max-tokens': { type: 'string', valueName: 'N', help: 'new tokens at most (default 256); stops at EOS' },
+    },
+    async run(_p, v) {
+      const text = await generateText({
+        modelDir: required(v, 'model'),
+        adapterDir: str(v, 'adapter'),
+        prompt: str(v, 'prompt') ?? '',
+        maxTokens: positiveInt(v, 'max-tokens') ?? 256,
+      });
+      process.stdout.write(text + '\n');
+    },
+  },
+  doctor: {
+    summary: 'which compute backend is used and why, with a measured matmul speed',
+    usage: '[--json]',
+    positionals: 0,
+    options: { json },
+    async run(_p, v) {
+      const info = await initBackend();
+      const gflops = await measureMatmulGflops();
+      const report = { backend: info.name, gflops: Number(gflops.toFixed(2)), attempts: info.attempts, warning: info.warning ?? null, node: process.version };
+      print(report, v.json === true, () => [
+        `backend: ${info.name} (${gflops.toFixed(1)} GFLOP/s on a 512x512 matmul)`,
+        ...info.attempts.map((a) => `  ${a.ok ? 'ok  ' : 'no  '} ${a.candidate}: ${a.why}`),
+        ...(info.warning ? [`warning: ${info.warning}`] : []),
+        `node ${process.version}`,
+        '',
+      ].join('\n'));
+    },
+  },
+};
+
+/** Makes sure an output path's folder exists (for --out FILE). */
+export function ensureParent(file: string): void {
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+}

@@ -1,0 +1,99 @@
+/**
+ * A model ready for a task: the checkpoint opened and checked against the backend, its tokenizer, the
+ * backbone, the task head and the LoRA-XS adapters (factors from the cache or a fresh SVD, R from init or
+ * from a saved adapter). Training, evaluation, prediction, merging and generation all start here.
+ */
+import * as tf from '../tf';
+import { initBackend } from '../backend';
+import { openCheckpoint, loadWeights, assertFitsBackend, checkpointFingerprint, type Checkpoint } from '../io/checkpoint';
+import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
+import { createBackbone, type TransformerBackbone } from '../models/registry';
+import { createHead, type HeadTask, type TaskHead } from '../models/heads';
+import { taskLogits } from '../models/task_model';
+import { plainContext } from '../models/plain_context';
+import type { ForwardInputs } from '../models/types';
+import type { AdapterConfig } from '../config/types';
+import { Rng } from '../rng';
+import { buildAdapters, type AdapterSet } from './adapter_set';
+import type { EngineEvents } from './events';
+
+export interface SessionOptions {
+  modelDir: string;
+  task: HeadTask;
+  /** Classification: number of classes; regression: 1; causal LM: ignored. */
+  numLabels: number;
+  /** null: no adapter (the base model, e.g. `generate` without --adapter). */
+  adapter: AdapterConfig | null;
+  seed: number;
+  dropout: number | null;
+  /** A saved adapter folder whose R (and head) replace the fresh init. */
+  adapterDir?: string;
+  events?: EngineEvents;
+  /** The model's tokenizer when the caller already loaded it (to read data first). */
+  tokenizer?: TextTokenizer;
+}
+
+export interface ModelSession {
+  ckpt: Checkpoint;
+  fingerprint: string;
+  tokenizer: TextTokenizer;
+  backbone: TransformerBackbone;
+  head: TaskHead;
+  adapters: AdapterSet | null;
+  backendName: string;
+  /** Every trainable variable by name: `<module>.R` for adapters, head parameter names for the head. */
+  trainable(): Map<string, tf.Variable>;
+  /** Task logits: classification/regression (B, numLabels), causal LM (B, T, V). */
+  logits(inputs: ForwardInputs, training: boolean, rng?: Rng): tf.Tensor;
+  dispose(): void;
+}
+
+export async function openModelSession(opts: SessionOptions): Promise<ModelSession> {
+  const backend = await initBackend();
+  if (backend.warning) opts.events?.log?.(`warning: ${backend.warning}`);
+  const ckpt = openCheckpoint(opts.modelDir);
+  assertFitsBackend(ckpt, backend.memoryLimitBytes, backend.name);
+  const tokenizer = opts.tokenizer ?? loadTokenizer(opts.modelDir, ckpt.config);
+  opts.events?.log?.(`loading ${opts.modelDir} (${ckpt.config.modelType}, ${ckpt.config.numLayers} layers) on ${backend.name}`);
+  const weights = loadWeights(ckpt);
+  const backbone = createBackbone(ckpt.config, weights, { dropout: opts.dropout, source: opts.modelDir });
+  const fingerprint = checkpointFingerprint(ckpt);
+  let adapters: AdapterSet | null = null;
+  let head: TaskHead | undefined;
+  try {
+    adapters = opts.adapter
+      ? await buildAdapters({ backbone, modelDir: opts.modelDir, fingerprint, config: opts.adapter, seed: opts.seed, adapterDir: opts.adapterDir, events: opts.events })
+      : null;
+    head = createHead(backbone, opts.task, opts.numLabels, { seed: opts.seed, checkpointHead: adapters?.savedHead ?? undefined });
+  } catch (e) {
+    adapters?.dispose();
+    for (const t of weights.values()) t.dispose();
+    throw e;
+  }
+  const theHead = head;
+  return {
+    ckpt,
+    fingerprint,
+    tokenizer,
+    backbone,
+    head: theHead,
+    adapters,
+    backendName: backend.name,
+    trainable() {
+      const all = new Map<string, tf.Variable>();
+      if (adapters) for (const [name, m] of adapters.modules) all.set(`${name}.R`, m.R);
+      for (const [name, v] of theHead.trainable) all.set(name, v);
+      return all;
+    },
+    logits(inputs, training, rng) {
+      const base = plainContext(weights, { training, rng, extra: theHead.trainable as Map<string, tf.Tensor> });
+      const ctx = adapters ? adapters.context(base) : base;
+      return taskLogits(backbone, theHead, inputs, ctx);
+    },
+    dispose() {
+      theHead.dispose();
+      adapters?.dispose();
+      for (const t of weights.values()) t.dispose();
+    },
+  };
+}

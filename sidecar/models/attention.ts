@@ -1,0 +1,96 @@
+/**
+ * Multi-head attention pieces shared by the encoder and decoder families: head split/merge, grouped-query
+ * key/value repetition, additive masks and scaled dot-product attention.
+ */
+import * as tf from '../tf';
+import type { ForwardContext } from './types';
+
+/**
+ * What masked scores get added. transformers adds the dtype's minimum; any value this negative makes
+ * exp() exactly 0 in float32, and unlike the minimum it cannot overflow to -inf when two masks add up, so a
+ * row whose keys are all masked gives a uniform (not NaN) distribution.
+ */
+export const MASK_VALUE = -1e9;
+
+/** (B, T, heads·D) -> (B, heads, T, D) */
+export function splitHeads(x: tf.Tensor, heads: number, headDim: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [b, t] = x.shape;
+    return tf.transpose(tf.reshape(x, [b, t, heads, headDim]), [0, 2, 1, 3]) as tf.Tensor4D;
+  });
+}
+
+/** (B, heads, T, D) -> (B, T, heads·D) */
+export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [b, h, t, d] = x.shape;
+    return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, t, h * d]) as tf.Tensor3D;
+  });
+}
+
+/**
+ * Grouped-query attention: each of the kvHeads key/value heads serves `groups` consecutive query heads
+ * (transformers' repeat_kv). (B, kvHeads, T, D) -> (B, kvHeads·groups, T, D)
+ */
+export function repeatKvHeads(x: tf.Tensor4D, groups: number): tf.Tensor4D {
+  if (groups === 1) return x;
+  return tf.tidy(() => {
+    const [b, kv, t, d] = x.shape;
+    // Rank-4 tile: tfjs has no gradient for tiling rank-5 tensors.
+    const tiled = tf.tile(tf.reshape(x, [b, kv, 1, t * d]), [1, 1, groups, 1]);
+    return tf.reshape(tiled, [b, kv * groups, t, d]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * Additive mask hiding padded keys (bidirectional encoders).
+ * @param attentionMask (B, T) 1 = token, 0 = padding
+ * @returns (B, 1, 1, T): 0 where visible, MASK_VALUE where padded
+ */
+export function paddingMask(attentionMask: tf.Tensor2D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [b, t] = attentionMask.shape;
+    const hidden = tf.sub(1, tf.cast(attentionMask, 'float32'));
+    return tf.reshape(tf.mul(hidden, MASK_VALUE), [b, 1, 1, t]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * Additive causal mask combined with the padding mask: query i sees key j when j ≤ i, key j is not
+ * padding, and (with a sliding window w) i - j < w.
+ * @param attentionMask (B, T)
+ * @returns (B, 1, T, T)
+ */
+export function causalMask(attentionMask: tf.Tensor2D, slidingWindow: number | null = null): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [b, t] = attentionMask.shape;
+    const allowed = new Float32Array(t * t);
+    for (let i = 0; i < t; i++) {
+      for (let j = 0; j <= i; j++) {
+        if (slidingWindow === null || i - j < slidingWindow) allowed[i * t + j] = 1;
+      }
+    }
+    const causal = tf.tensor4d(allowed, [1, 1, t, t]);
+    const keys = tf.reshape(tf.cast(attentionMask, 'float32'), [b, 1, 1, t]);
+    const visible = tf.mul(causal, keys); // (B, 1, T, T), 1 or 0
+    return tf.mul(tf.sub(1, visible), MASK_VALUE) as tf.Tensor4D;
+  });
+}
+
+/**
+ * softmax(q kᵀ · scale + mask) v, with dropout on the attention probabilities.
+ * @param q (B, heads, Tq, D)
+ * @param k (B, heads, Tk, D)
+ * @param v (B, heads, Tk, D)
+ * @param mask additive, broadcastable to (B, heads, Tq, Tk)
+ * @returns (B, heads, Tq, D)
+ */
+export function dotProductAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D, scale: number,
+  ctx: ForwardContext, dropoutRate: number): tf.Tensor4D {
+  return tf.tidy(() => {
+    const scores = tf.add(tf.mul(tf.matMul(q, k, false, true), scale), mask);
+    let probs = tf.softmax(scores, -1);
+    if (dropoutRate > 0) probs = ctx.dropout(probs, dropoutRate);
+    return tf.matMul(probs, v) as tf.Tensor4D;
+  });
+}

@@ -1,0 +1,51 @@
+/**
+ * The ForwardContext without adapters: linear layers are x Wᵀ + b from the weights, and dropout draws its
+ * masks from seeds taken from an Rng (so a run is reproducible and resumable).
+ */
+import * as tf from '../tf';
+import { assert } from '../errors';
+import { Rng } from '../rng';
+import type { ForwardContext, Weights } from './types';
+
+/**
+ * x Wᵀ + b.
+ * @param x (..., in)
+ * @param weight (out, in), as torch.nn.Linear stores it
+ * @param bias (out) or undefined
+ * @returns (..., out)
+ */
+export function linearForward(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const inFeatures = x.shape[x.shape.length - 1];
+    assert(weight.shape[1] === inFeatures, () => `linear: input has ${inFeatures} features, weight is [${weight.shape.join(', ')}]`);
+    const lead = x.shape.slice(0, -1);
+    let y: tf.Tensor = tf.matMul(tf.reshape(x, [-1, inFeatures]) as tf.Tensor2D, weight as tf.Tensor2D, false, true);
+    if (bias) y = tf.add(y, bias);
+    return tf.reshape(y, [...lead, weight.shape[0]]);
+  });
+}
+
+export interface PlainContextOptions {
+  training: boolean;
+  /** Source of dropout seeds in training mode (default Rng(0)). */
+  rng?: Rng;
+  /** More tensors by name (e.g. a head's variables), looked up before `weights`. */
+  extra?: Map<string, tf.Tensor>;
+}
+
+export function plainContext(weights: Weights, opts: PlainContextOptions): ForwardContext {
+  const rng = opts.rng ?? new Rng(0);
+  const lookup = (name: string) => opts.extra?.get(name) ?? weights.get(name);
+  return {
+    training: opts.training,
+    linear(name: string, x: tf.Tensor): tf.Tensor {
+      const weight = lookup(`${name}.weight`);
+      assert(weight, () => `linear layer "${name}" has no weight "${name}.weight"`);
+      return linearForward(x, weight, lookup(`${name}.bias`));
+    },
+    dropout(x: tf.Tensor, rate: number): tf.Tensor {
+      if (!opts.training || rate <= 0) return x;
+      return tf.dropout(x, rate, undefined, rng.seed());
+    },
+  };
+}

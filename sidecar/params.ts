@@ -1,0 +1,429 @@
+/**
+ * `loraxs params`: what a config costs, from config.json (and safetensors headers when present) alone;
+ * never loads weights.
+ *
+ * For the adapted modules (module names matched by `targets` as PEFT's `target_modules`: the name equals
+ * a key or ends in '.' + key), with r the module's rank and W (d_out × d_in):
+ *   loraxs = Σ r²                  (the trainable r × r matrices R)
+ *   lora   = Σ r (d_in + d_out)    (LoRA's A and B at the same rank)
+ *   vera   = Σ (d_out + r)         (VeRA's scaling vectors d and b; the paper's appendix B, eq. 2)
+ *   adapterBytes = 4 · Σ r²        (float32 R, as adapter.safetensors stores it, header excluded)
+ *
+ * baseParams, the unique parameters of the base model (tied weights once):
+ *   - with safetensors in the folder: every floating tensor of the checkpoint (buffers such as
+ *     `position_ids` and `inv_freq` excluded), a tied output matrix stored as a copy counted once
+ *     (io/checkpoint.ts countParameters). A pretraining checkpoint also holds its pretraining head (e.g.
+ *     RoBERTa's `lm_head.dense`/`layer_norm`/`bias`), which is counted because it is in the file.
+ *   - from config.json alone: the model as transformers builds it by default. Encoders: BertModel /
+ *     RobertaModel with the pooler (add_pooling_layer=True): embeddings (word, position, token type,
+ *     LayerNorm) + layers + pooler; roberta-large gives 355,359,744, the number quoted for it (without the
+ *     pooler, as RobertaForSequenceClassification builds it, it would be 354,310,144). Decoders:
+ *     XForCausalLM: embeddings + layers + final norm + lm_head when untied (tied: counted once).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { LoraxsError } from './errors';
+import type { SourcePlace } from './errors';
+import type { AdapterConfig, RunConfig, Task, TrainingConfig } from './config/types';
+import type { LinearModule, ModelConfig } from './models/types';
+import { DEFAULT_TARGETS, TRAINING_DEFAULTS } from './config/defaults';
+import { closestName } from './config/suggest';
+import { formatKeyPath, keyRange } from './config/yaml_positions';
+import type { KeyPath } from './config/yaml_positions';
+import { readModelConfig } from './io/model_config';
+import { keyMatches, resolveTargets } from './loraxs/targets';
+import { countParameters, openCheckpoint } from './io/checkpoint';
+
+/** What computeParams needs: a parsed RunConfig, or just the model folder and adapter settings. */
+export interface ParamsInput {
+  /** Model folder (config.json, optionally *.safetensors). */
+  model: string;
+  adapter: Pick<AdapterConfig, 'rank' | 'rankPattern' | 'targets'>;
+  /** The config file, to place errors at its keys. */
+  file?: string;
+  task?: Task;
+  training?: Pick<TrainingConfig, 'batchSize' | 'maxLength' | 'optimizer'>;
+}
+
+export interface ParamsOverrides {
+  /** Replaces adapter.rank (rank_pattern entries still apply to the modules they match). */
+  rank?: number;
+  /** Replaces adapter.targets. */
+  targets?: string[];
+  /** Replace training.batch_size / max_length in the memory estimate. */
+  batchSize?: number;
+  maxLength?: number;
+}
+
+/** One target key's share: the modules whose longest matching key it is. */
+export interface ModuleTypeParams {
+  count: number;
+  /** Distinct ranks of these modules, ascending. */
+  ranks: number[];
+  loraxs: number;
+  lora: number;
+  vera: number;
+  /** Distinct [d_out, d_in] of these modules. */
+  dims: Array<[number, number]>;
+}
+
+/** The estimate behind trainingMemoryBytes (see estimateTrainingMemory). */
+export interface TrainingMemoryEstimate {
+  batchSize: number;
+  maxLength: number;
+  weightsBytes: number;
+  factorBytes: number;
+  trainableStateBytes: number;
+  activationBytes: number;
+  totalBytes: number;
+}
+
+export interface ParamsReport {
+  /** Number of adapted modules. */
+  modules: number;
+  /** Σ r². */
+  loraxs: number;
+  /** Σ r (d_in + d_out). */
+  lora: number;
+  /** Σ (d_out + r). */
+  vera: number;
+  /** Unique parameters of the base model, tied weights counted once. */
+  baseParams: number;
+  /** 4 · Σ r². */
+  adapterBytes: number;
+  /** Where baseParams comes from. */
+  baseParamsFrom: 'safetensors' | 'config.json';
+  modelType: string;
+  /** The targets used (the config's, the override, or the family's default). */
+  targets: string[];
+  /** Per target key, in `targets` order. */
+  perModuleType: Record<string, ModuleTypeParams>;
+  trainingMemoryBytes: number;
+  trainingMemory: TrainingMemoryEstimate;
+}
+
+/** An adapted module with the key that claimed it and its rank. */
+export interface AdaptedModule extends LinearModule {
+  /** The longest target key that matches the name. */
+  target: string;
+  rank: number;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Module enumeration from config.json
+
+/**
+ * The linear layers of a model, with transformers' task-class names and W's shape (out × in), in forward
+ * order; the same list the engine's backbones build (models/bert.ts, models/llama.ts).
+ *   bert/roberta, per layer `<type>.encoder.layer.<i>.`: attention.self.query / key / value (h × h),
+ *     attention.output.dense (h × h), intermediate.dense (i × h), output.dense (h × i); all with bias.
+ *     BERT also `bert.pooler.dense` (h × h), which BertForSequenceClassification runs (a `dense` key
+ *     matches it); RobertaForSequenceClassification has no pooler.
+ *   llama/mistral/qwen2/gemma, per layer `model.layers.<i>.`: self_attn.q_proj (nH·hd × h), k_proj and
+ *     v_proj (nKV·hd × h), o_proj (h × nH·hd), mlp.gate_proj and up_proj (i × h), mlp.down_proj (h × i).
+ * Task heads (classifier, score, lm_head) are not listed: they are trained or frozen whole, not adapted.
+ */
+export function linearModulesOf(config: ModelConfig, opts: { bertPooler?: boolean } = {}): LinearModule[] {
+  const { hiddenSize: h, intermediateSize: inter, numLayers } = config;
+  const modules: LinearModule[] = [];
+  const add = (name: string, outFeatures: number, inFeatures: number, hasBias: boolean): void => {
+    modules.push({ name, outFeatures, inFeatures, hasBias });
+  };
+  if (config.kind === 'encoder') {
+    const prefix = config.modelType;
+    for (let i = 0; i < numLayers; i++) {
+      const p = `${prefix}.encoder.layer.${i}`;
+      add(`${p}.attention.self.query`, h, h, true);
+      add(`${p}.attention.self.key`, h, h, true);
+      add(`${p}.attention.self.value`, h, h, true);
+      add(`${p}.attention.output.dense`, h, h, true);
+      add(`${p}.intermediate.dense`, inter, h, true);
+      add(`${p}.output.dense`, h, inter, true);
+    }
+    if (prefix === 'bert' && opts.bertPooler !== false) add('bert.pooler.dense', h, h, true);
+  } else {
+    const q = config.numHeads * config.headDim;
+    const kv = config.numKvHeads * config.headDim;
+    const qkvBias = config.attentionBias;
+    const oBias = config.modelType === 'qwen2' ? false : config.attentionBias;
+    for (let i = 0; i < numLayers; i++) {
+      const p = `model.layers.${i}`;
+      add(`${p}.self_attn.q_proj`, q, h, qkvBias);
+      add(`${p}.self_attn.k_proj`, kv, h, qkvBias);
+      add(`${p}.self_attn.v_proj`, kv, h, qkvBias);
+      add(`${p}.self_attn.o_proj`, h, q, oBias);
+      add(`${p}.mlp.gate_proj`, inter, h, config.mlpBias);
+      add(`${p}.mlp.up_proj`, inter, h, config.mlpBias);
+      add(`${p}.mlp.down_proj`, h, inter, config.mlpBias);
+    }
+  }
+  return modules;
+}
+
+/** Parameters of the model from config.json alone (see the file comment for what is counted). */
+export function baseParamsFromConfig(config: ModelConfig): number {
+  const h = config.hiddenSize;
+  const linear = linearModulesOf(config, { bertPooler: false })
+    .reduce((sum, m) => sum + m.outFeatures * m.inFeatures + (m.hasBias ? m.outFeatures : 0), 0);
+  if (config.kind === 'encoder') {
+    const embeddings = (config.vocabSize + config.maxPositionEmbeddings + config.typeVocabSize) * h + 2 * h;
+    const layerNorms = config.numLayers * 2 * 2 * h; // attention.output.LayerNorm and output.LayerNorm
+    const pooler = h * h + h;
+    return embeddings + linear + layerNorms + pooler;
+  }
+  const embeddings = config.vocabSize * h;
+  const norms = config.numLayers * 2 * h + h; // input/post-attention RMSNorms, final norm
+  const lmHead = config.tieWordEmbeddings ? 0 : config.vocabSize * h;
+  return embeddings + linear + norms + lmHead;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Target matching (PEFT semantics)
+
+/** Module-name suffixes without layer numbers (`query`, `self.query`, `attention.self.query`): the keys a user can write. */
+export function targetKeysOf(modules: readonly LinearModule[]): string[] {
+  const keys = new Set<string>();
+  for (const m of modules) {
+    const parts = m.name.split('.');
+    for (let i = parts.length - 1; i >= 0; i--) {
+      if (/^\d+$/.test(parts[i])) break;
+      keys.add(parts.slice(i).join('.'));
+    }
+  }
+  return [...keys];
+}
+
+/**
+ * One key per kind of module, the shortest that selects exactly the modules its full per-layer name
+ * selects: BERT gives query, key, value, attention.output.dense, intermediate.dense, output.dense,
+ * pooler.dense (`output.dense` also selects attention.output.dense, as PEFT does); Llama q_proj, ...
+ */
+export function moduleTypeKeys(modules: readonly LinearModule[]): string[] {
+  const types: string[] = [];
+  for (const m of modules) {
+    // The name after the layer index (`attention.self.query`), or the last two parts (`pooler.dense`).
+    const inLayer = /^.*?\.\d+\.(.+)$/.exec(m.name);
+    const t = inLayer ? inLayer[1] : m.name.split('.').slice(-2).join('.');
+    if (!types.includes(t)) types.push(t);
+  }
+  const selected = (key: string): string => types.filter((t) => keyMatches(t, key)).join(',');
+  return types.map((t) => {
+    const parts = t.split('.');
+    for (let i = parts.length - 1; i > 0; i--) {
+      const suffix = parts.slice(i).join('.');
+      if (selected(suffix) === selected(t)) return suffix;
+    }
+    return t;
+  });
+}
+
+/** The same layer in the other family's names, for configs carried from an encoder to a decoder or back. */
+const OTHER_FAMILY_KEYS: Record<string, string> = {
+  q_proj: 'query', k_proj: 'key', v_proj: 'value', o_proj: 'attention.output.dense',
+  gate_proj: 'intermediate.dense', up_proj: 'intermediate.dense', down_proj: 'output.dense',
+  query: 'q_proj', key: 'k_proj', value: 'v_proj', 'attention.output.dense': 'o_proj',
+  'intermediate.dense': 'up_proj', 'output.dense': 'down_proj', dense: 'o_proj',
+};
+
+/** Where to report a problem with the config key at this path (['adapter', 'targets', 2], ['adapter', 'rank']). */
+export type PlaceOf = (keyPath: KeyPath) => SourcePlace;
+
+/** resolveTargets' `detail` (`adapter.rank_pattern.output.dense`) -> a key path. */
+function keyPathOfDetail(detail: string | undefined): KeyPath {
+  const pattern = 'adapter.rank_pattern.';
+  if (detail?.startsWith(pattern)) return ['adapter', 'rank_pattern', detail.slice(pattern.length)];
+  return detail ? detail.split('.') : ['adapter'];
+}
+
+/**
+ * Adapted modules for targets and ranks, as the engine resolves them (loraxs/targets.ts: the longest
+ * matching target key, the rank of the longest matching rank_pattern key, else `rank`). Errors, placed
+ * at the key: a target that matches no module (with the closest key and the model's module keys), a
+ * rank above min(d_out, d_in), a rank_pattern key that matches no adapted module.
+ */
+export function adaptedModules(
+  modules: readonly LinearModule[],
+  targets: readonly string[],
+  rank: number,
+  rankPattern: Readonly<Record<string, number>>,
+  placeOf: PlaceOf,
+): AdaptedModule[] {
+  targets.forEach((key, i) => {
+    if (modules.some((m) => keyMatches(m.name, key))) return;
+    const keys = targetKeysOf(modules);
+    const other = OTHER_FAMILY_KEYS[key];
+    const near = other && keys.includes(other) ? other : closestName(key.split('.').pop() ?? key, keys);
+    throw new LoraxsError(
+      `target '${key}' matches no module of this model${near ? ` (did you mean '${near}'?)` : ''}; module keys: ${moduleTypeKeys(modules).join(', ')}`,
+      placeOf(['adapter', 'targets', i]),
+    );
+  });
+  try {
+    return resolveTargets([...modules], [...targets], rank, { ...rankPattern }, { file: '' })
+      .map((t) => ({ ...t.module, target: t.key, rank: t.rank }));
+  } catch (e) {
+    if (!(e instanceof LoraxsError)) throw e;
+    throw new LoraxsError(e.message, placeOf(keyPathOfDetail(e.place?.detail)));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Counts and the memory estimate
+
+/** The counts of a set of adapted modules, with the per-target-key breakdown. */
+export function countAdapter(adapted: readonly AdaptedModule[], targets: readonly string[]): Pick<ParamsReport,
+  'modules' | 'loraxs' | 'lora' | 'vera' | 'adapterBytes' | 'perModuleType'> {
+  const perModuleType: Record<string, ModuleTypeParams> = {};
+  for (const key of targets) {
+    if (!(key in perModuleType)) perModuleType[key] = { count: 0, ranks: [], loraxs: 0, lora: 0, vera: 0, dims: [] };
+  }
+  let loraxs = 0;
+  let lora = 0;
+  let vera = 0;
+  for (const m of adapted) {
+    const r = m.rank;
+    const t = perModuleType[m.target];
+    const x = r * r;
+    const l = r * (m.inFeatures + m.outFeatures);
+    const v = m.outFeatures + r;
+    loraxs += x;
+    lora += l;
+    vera += v;
+    t.count += 1;
+    t.loraxs += x;
+    t.lora += l;
+    t.vera += v;
+    if (!t.ranks.includes(r)) t.ranks.push(r);
+    if (!t.dims.some(([o, i]) => o === m.outFeatures && i === m.inFeatures)) t.dims.push([m.outFeatures, m.inFeatures]);
+  }
+  for (const t of Object.values(perModuleType)) t.ranks.sort((a, b) => a - b);
+  return { modules: adapted.length, loraxs, lora, vera, adapterBytes: 4 * loraxs, perModuleType };
+}
+
+/**
+ * Training memory, an estimate in bytes (float32 everywhere, 4 bytes a number):
+ *   weights       4 · baseParams (F16/BF16 weights are converted to float32 on load)
+ *   factors       4 · Σ r (d_in + d_out)   (the frozen U_r and Σ_r V_rᵀ of every adapted module)
+ *   trainable     4 · k · (Σ r² + head)   k = 4 for AdamW (value, gradient, m, v), 2 for SGD; head: the
+ *                 task head's parameters (RoBERTa: dense h×h + out_proj h×L; BERT: h×L; decoders' score
+ *                 h×L; L = num_labels or 2, regression 1; causal-lm: none, lm_head stays frozen)
+ *   activations   4 · B · [L · (T · perToken + perSequenceAttention) + extras], what the tape keeps for
+ *                 the backward pass:
+ *                 per layer and token, encoders 12·h + 2·i (q, k, v, context, attention output, residuals,
+ *                 LayerNorm inputs and outputs, dropout masks, intermediate and its GELU), decoders
+ *                 14·h + 4·i (norms, q/k/v before and after RoPE, context, o, residuals, gate, up, their
+ *                 product and SiLU); per layer and sequence, attention scores and probabilities
+ *                 (encoders also the dropout mask): 3·nH·T² (encoders) or 2·nH·T² (decoders); plus the
+ *                 embeddings 2·T·h and, for causal LM, logits and their log-softmax 2·T·V; and 2·r·T per
+ *                 adapted module for the thin products x V_r Σ_r and (x V_r Σ_r) Rᵀ.
+ * B = batch_size, T = max_length (the padded length is at most that), h = hidden size, i = intermediate
+ * size, nH = heads, V = vocabulary. Backend overheads and transient gradient buffers are not counted.
+ */
+export function estimateTrainingMemory(
+  config: ModelConfig,
+  baseParams: number,
+  adapted: readonly AdaptedModule[],
+  opts: { batchSize: number; maxLength: number; optimizer: 'adamw' | 'sgd'; task: Task },
+): TrainingMemoryEstimate {
+  const { hiddenSize: h, intermediateSize: inter, numHeads, numLayers, vocabSize } = config;
+  const { batchSize: b, maxLength: t } = opts;
+  const loraxs = adapted.reduce((s, m) => s + m.rank * m.rank, 0);
+  const factors = adapted.reduce((s, m) => s + m.rank * (m.inFeatures + m.outFeatures), 0);
+  const labels = opts.task === 'regression' ? 1 : config.numLabels ?? 2;
+  let head = 0;
+  if (opts.task !== 'causal-lm') {
+    if (config.modelType === 'roberta') head = h * h + h + h * labels + labels;
+    else if (config.modelType === 'bert') head = h * labels + labels;
+    else head = h * labels;
+  }
+  const stateCopies = opts.optimizer === 'sgd' ? 2 : 4;
+  const encoder = config.kind === 'encoder';
+  const perToken = encoder ? 12 * h + 2 * inter : 14 * h + 4 * inter;
+  const attention = (encoder ? 3 : 2) * numHeads * t * t;
+  const perSequence = numLayers * (t * perToken + attention) + 2 * t * h
+    + (opts.task === 'causal-lm' ? 2 * t * vocabSize : 0)
+    + adapted.reduce((s, m) => s + 2 * m.rank * t, 0);
+  const weightsBytes = 4 * baseParams;
+  const factorBytes = 4 * factors;
+  const trainableStateBytes = 4 * stateCopies * (loraxs + head);
+  const activationBytes = 4 * b * perSequence;
+  return {
+    batchSize: b,
+    maxLength: t,
+    weightsBytes,
+    factorBytes,
+    trainableStateBytes,
+    activationBytes,
+    totalBytes: weightsBytes + factorBytes + trainableStateBytes + activationBytes,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The report
+
+function hasSafetensors(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'model.safetensors')) || fs.existsSync(path.join(dir, 'model.safetensors.index.json'));
+}
+
+/** Places errors at keys of the config file when its text is readable, else names the key path. */
+function configPlace(file: string | undefined, fallback: string, keyPath: KeyPath, detail: string): SourcePlace {
+  if (!file) return { file: fallback, detail };
+  try {
+    const range = keyRange(fs.readFileSync(file, 'utf8'), keyPath);
+    if (range) return { file, line: range.start.line + 1, column: range.start.character + 1, detail };
+  } catch {
+    // The config is not on disk (an unsaved editor buffer): name the key only.
+  }
+  return { file, detail };
+}
+
+/**
+ * Parameter counts, adapter size and a training-memory estimate for a config, from config.json (and the
+ * safetensors headers when the folder has them); never loads weights. Throws a LoraxsError for a model
+ * folder without config.json, a target that matches no module, or a rank above a module's smaller
+ * dimension, placed at the config key when the config file is known.
+ */
+export function computeParams(input: ParamsInput | RunConfig, overrides: ParamsOverrides = {}): ParamsReport {
+  const fromCheckpoint = hasSafetensors(input.model);
+  const checkpoint = fromCheckpoint ? openCheckpoint(input.model) : null;
+  const config = checkpoint ? checkpoint.config : readModelConfig(input.model);
+  const bertPooler = checkpoint ? checkpoint.tensors.has('bert.pooler.dense.weight') : true;
+  const modules = linearModulesOf(config, { bertPooler });
+  const baseParams = checkpoint ? countParameters(checkpoint) : baseParamsFromConfig(config);
+
+  const targetsOverridden = overrides.targets !== undefined && overrides.targets.length > 0;
+  const configTargets = input.adapter.targets.length > 0 ? input.adapter.targets : [...DEFAULT_TARGETS[config.kind]];
+  const targets = targetsOverridden ? overrides.targets! : configTargets;
+  const rank = overrides.rank ?? input.adapter.rank;
+  const rankPattern = input.adapter.rankPattern ?? {};
+  const fallback = path.join(input.model, 'config.json');
+  const placeOf: PlaceOf = (keyPath) => {
+    const cli = keyPath[1] === 'targets' && targetsOverridden ? '--targets'
+      : keyPath[1] === 'rank' && overrides.rank !== undefined ? '--rank' : null;
+    if (cli) return { file: input.file ?? fallback, detail: cli };
+    return configPlace(input.file, fallback, keyPath, formatKeyPath(keyPath));
+  };
+  const adapted = adaptedModules(modules, targets, rank, rankPattern, placeOf);
+  const counts = countAdapter(adapted, targets);
+  const task: Task = input.task ?? (config.kind === 'decoder' ? 'causal-lm' : 'classification');
+  const memory = estimateTrainingMemory(config, baseParams, adapted, {
+    batchSize: overrides.batchSize ?? input.training?.batchSize ?? TRAINING_DEFAULTS.batchSize,
+    maxLength: overrides.maxLength ?? input.training?.maxLength ?? TRAINING_DEFAULTS.maxLength,
+    optimizer: input.training?.optimizer ?? TRAINING_DEFAULTS.optimizer,
+    task,
+  });
+  return {
+    modules: counts.modules,
+    loraxs: counts.loraxs,
+    lora: counts.lora,
+    vera: counts.vera,
+    baseParams,
+    adapterBytes: counts.adapterBytes,
+    baseParamsFrom: checkpoint ? 'safetensors' : 'config.json',
+    modelType: config.modelType,
+    targets: [...targets],
+    perModuleType: counts.perModuleType,
+    trainingMemoryBytes: memory.totalBytes,
+    trainingMemory: memory,
+  };
+}

@@ -1,0 +1,249 @@
+/**
+ * The training loop: one flat loop over epochs and batches, the way nanoGPT reads.
+ *
+ *   for each epoch: order the examples (a permutation seeded by seed and epoch), cut batches
+ *     for each group of grad_accum_steps batches: forward, loss, gradients of R and the head (accumulated)
+ *       clip, learning rate from the schedule, one AdamW/SGD update, one line in metrics.jsonl
+ *       evaluate when due (every epoch or every N updates); the best adapter goes to <output>/
+ *       a checkpoint (R, head, optimizer moments, position) every CHECKPOINT_EVERY updates, after each
+ *       evaluation, at the end of an epoch and when cancelled
+ *
+ * Randomness is a function of (seed, epoch) for the data order and (seed, update) for dropout, so a run
+ * resumed from a checkpoint draws exactly what an uninterrupted run would, and its metrics.jsonl (after
+ * the resume trims it back to the checkpoint) ends the same.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '../tf';
+import { LoraxsError } from '../errors';
+import { Rng } from '../rng';
+import type { RunConfig } from '../config/types';
+import { readTable } from '../io/data_table';
+import { buildExamples, type Example } from '../io/examples';
+import { writeFileAtomic } from '../io/atomic_write';
+import { loadTokenizer } from '../io/tokenizer';
+import { readModelConfig } from '../io/model_config';
+import { openModelSession, type ModelSession } from '../engine/model_session';
+import type { EngineEvents, EvalRecord, StepRecord } from '../engine/events';
+import { batchIndices, makeBatch, batchesPerEpoch, epochOrder } from './batching';
+import { createOptimizer } from './optimizers';
+import { makeSchedule, lrAt } from './schedule';
+import { clipGradNorm } from './grad_clip';
+import { batchInputs, batchLoss, evaluate, isBetter, bestMetricOf } from './evaluation';
+import { saveTrainingCheckpoint, loadTrainingCheckpoint, type TrainingPosition } from './checkpoint';
+import { trimMetricsLog, appendMetricsLine } from './metrics_log';
+import { seedFor } from './seeds';
+
+/** Updates between periodic checkpoints (also saved after evaluations, at epoch ends and on cancel). */
+const CHECKPOINT_EVERY = 50;
+
+export interface TrainOptions {
+  resume?: boolean;
+  events?: EngineEvents;
+  /** Aborting stops at the next update boundary, after saving a checkpoint. */
+  signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  output: string;
+  /** Where the best (or, without validation data, the last) adapter is. */
+  adapterDir: string;
+  steps: number;
+  totalSteps: number;
+  cancelled: boolean;
+  best: EvalRecord | null;
+  trainableParams: number;
+  adapterParams: number;
+  adapterBytes: number;
+  seconds: number;
+}
+
+interface DataSets {
+  train: Example[];
+  validation: Example[] | null;
+  labelNames: string[] | null;
+}
+
+function loadData(config: RunConfig, tok: ModelSession['tokenizer']): DataSets {
+  const data = config.data;
+  if (!data) throw new LoraxsError('the config has no `data` section; training needs data.train', { file: config.file });
+  const spec = { task: config.task, text: data.text, prompt: data.prompt, response: data.response, label: data.label, maxLength: config.training.maxLength };
+  const trainTable = readTable(data.train, { columns: data.columns });
+  const train = buildExamples(trainTable, spec, tok, data.train);
+  let validation: Example[] | null = null;
+  if (data.validation) {
+    const table = readTable(data.validation, { columns: data.columns });
+    validation = buildExamples(table, { ...spec, labelNames: train.labelNames ?? undefined }, tok, data.validation).examples;
+  }
+  return { train: train.examples, validation, labelNames: train.labelNames };
+}
+
+export async function runTraining(config: RunConfig, opts: TrainOptions = {}): Promise<TrainResult> {
+  const t0 = performance.now();
+  const events = opts.events ?? {};
+  const tc = config.training;
+  const output = config.output;
+  const checkpointDir = path.join(output, 'checkpoint');
+  const metricsFile = path.join(output, 'metrics.jsonl');
+
+  // Tokenizer first (cheap), so data errors surface before the model loads.
+  const tok = loadTokenizer(config.model, readModelConfig(config.model));
+  const data = loadData(config, tok);
+  if (data.train.length === 0) throw new LoraxsError('the training data has no rows', { file: config.data!.train });
+  const numLabels = config.task === 'classification' ? Math.max(2, data.labelNames?.length ?? 2) : 1;
+
+  const resumeFrom = opts.resume ? loadTrainingCheckpoint(checkpointDir, config) : null;
+  if (opts.resume && !resumeFrom) throw new LoraxsError(`nothing to resume: no checkpoint in ${checkpointDir}`, { file: config.file });
+
+  const session = await openModelSession({
+    modelDir: config.model, task: config.task, numLabels, adapter: config.adapter, seed: tc.seed, dropout: tc.dropout, events, tokenizer: tok,
+  });
+  const trainable = session.trainable();
+  const adapterNames = new Set([...trainable.keys()].filter((n) => n.endsWith('.R')));
+  const optimizer = createOptimizer(tc.optimizer, { weightDecay: tc.weightDecay });
+  const perEpoch = Math.ceil(batchesPerEpoch(data.train.length, tc.batchSize) / tc.gradAccumSteps);
+  const totalSteps = perEpoch * tc.epochs;
+  const schedule = makeSchedule(tc.schedule, totalSteps, tc.warmupRatio);
+  const lrOf = (mult: number) => (name: string) => (adapterNames.has(name) ? tc.lr : tc.headLr) * mult;
+  const adapterParams = session.adapters?.paramCount() ?? 0;
+  const headParams = [...session.head.trainable.values()].reduce((s, v) => s + v.size, 0);
+
+  let pos: TrainingPosition = { step: 0, epoch: 1, batchInEpoch: 0, best: null, bestValue: null };
+  fs.mkdirSync(output, { recursive: true });
+  if (resumeFrom) {
+    pos = resumeFrom.position;
+    for (const [name, value] of resumeFrom.variables) {
+      const v = trainable.get(name);
+      if (!v) throw new LoraxsError(`the checkpoint holds '${name}', which this config does not train`, { file: checkpointDir });
+      v.assign(value);
+      value.dispose();
+    }
+    optimizer.load(resumeFrom.optimizer);
+    trimMetricsLog(metricsFile, pos.step);
+    events.log?.(`resuming at update ${pos.step} (epoch ${pos.epoch}) from ${checkpointDir}`);
+  } else {
+    writeFileAtomic(metricsFile, '');
+  }
+  events.log?.(`training ${adapterParams.toLocaleString('en-US')} LoRA-XS parameters` +
+    `${session.adapters ? ` in ${session.adapters.modules.size} modules` : ''} and ${headParams.toLocaleString('en-US')} head parameters; ` +
+    `${data.train.length} examples, ${totalSteps} updates on ${session.backendName}`);
+
+  const saveAdapterTo = (dir: string, record: EvalRecord | null): void =>
+    session.adapters!.save(dir, { head: session.head, task: config.task, labelNames: data.labelNames, numLabels, eval: record, modelDir: config.model });
+  /** Saves where to continue from: `at` is the position of the next update. */
+  const checkpoint = (at: TrainingPosition = pos): void => saveTrainingCheckpoint(checkpointDir, config, at, trainable, optimizer.state());
+
+  const metricName = bestMetricOf(config.task);
+  const runEval = (record: { step: number; epoch: number }): void => {
+    if (!data.validation) return;
+    const metrics = evaluate(session, data.validation, config.task, tc.batchSize, tok.padId, events);
+    const rec: EvalRecord = { step: record.step, epoch: record.epoch, eval: metrics };
+    const value = metrics[metricName];
+    const best = pos.bestValue === null || isBetter(metricName, value, pos.bestValue);
+    appendMetricsLine(metricsFile, rec);
+    if (best) {
+      pos.best = rec;
+      pos.bestValue = value;
+      saveAdapterTo(output, rec);
+    }
+    events.eval?.(rec, best);
+  };
+
+  let cancelled = false;
+  try {
+    for (; pos.epoch <= tc.epochs; pos.epoch++, pos.batchInEpoch = 0) {
+      const order = epochOrder(data.train.length, tc.shuffle, new Rng(seedFor(tc.seed, 'data-order', pos.epoch)));
+      const batches = batchIndices(order, tc.batchSize);
+      while (pos.batchInEpoch < batches.length) {
+        if (opts.signal?.aborted) {
+          cancelled = true;
+          break;
+        }
+        const group = batches.slice(pos.batchInEpoch, pos.batchInEpoch + tc.gradAccumSteps).map((ix) => makeBatch(data.train, ix, tok.padId));
+        const tStep = performance.now();
+        const dropoutRng = new Rng(seedFor(tc.seed, 'dropout', pos.step + 1));
+        const targetsInGroup = group.reduce((s, b) => s + (b.numTargets ?? 0), 0);
+        let loss = 0;
+        let grads = new Map<string, tf.Tensor>();
+        for (const batch of group) {
+          const inputs = batchInputs(batch);
+          const { value, grads: g } = tf.variableGrads(() => {
+            const logits = session.logits(inputs, true, dropoutRng);
+            // Causal LM: the loss is the sum over all targets of the accumulated batches / their count.
+            // Otherwise each batch's mean, divided by the number of batches accumulated.
+            return config.task === 'causal-lm'
+              ? batchLoss(config.task, logits, batch, targetsInGroup)
+              : tf.div(batchLoss(config.task, logits, batch), group.length) as tf.Scalar;
+          }, [...trainable.values()]);
+          for (const t of Object.values(inputs)) if (t) t.dispose();
+          loss += (await value.data())[0]; // sync point: one scalar read per batch
+          value.dispose();
+          const next = new Map<string, tf.Tensor>();
+          for (const [name, v] of trainable) {
+            const gi = g[v.name];
+            if (!gi) continue;
+            const prev = grads.get(name);
+            next.set(name, prev ? tf.add(prev, gi) : gi);
+            if (prev) {
+              prev.dispose();
+              gi.dispose();
+            }
+          }
+          grads = next;
+        }
+        if (!Number.isFinite(loss)) {
+          for (const g of grads.values()) g.dispose();
+          throw new LoraxsError(
+            `the training loss became ${loss} at update ${pos.step + 1} (epoch ${pos.epoch}); stopped. ` +
+            `The last good checkpoint is in ${checkpointDir} (resume with --resume after lowering training.lr or setting training.max_grad_norm)`,
+            { file: config.file, detail: 'training.lr' });
+        }
+        const gradNorm = clipGradNorm(grads, tc.maxGradNorm);
+        const mult = lrAt(pos.step, schedule);
+        optimizer.step(grads, trainable, lrOf(mult));
+        for (const g of grads.values()) g.dispose();
+        pos.step++;
+        pos.batchInEpoch += group.length;
+        const tokens = group.reduce((s, b) => s + b.numTokens, 0);
+        const record: StepRecord = {
+          step: pos.step, epoch: pos.epoch, loss, lr: tc.lr * mult,
+          tokens_per_s: tokens / ((performance.now() - tStep) / 1000), grad_norm: gradNorm, total_steps: totalSteps,
+        };
+        appendMetricsLine(metricsFile, record);
+        events.step?.(record);
+        const epochEnds = pos.batchInEpoch >= batches.length;
+        const evalDue = tc.evalEvery === 'epoch' ? epochEnds : pos.step % tc.evalEvery === 0;
+        if (evalDue) runEval(pos);
+        if (epochEnds) {
+          checkpoint({ ...pos, epoch: pos.epoch + 1, batchInEpoch: 0 });
+        } else if (evalDue || pos.step % CHECKPOINT_EVERY === 0) {
+          checkpoint();
+        }
+      }
+      if (cancelled) break;
+    }
+    if (cancelled) {
+      checkpoint();
+      events.log?.(`cancelled at update ${pos.step}; checkpoint saved in ${checkpointDir} (continue with --resume)`);
+    } else {
+      saveAdapterTo(path.join(output, 'last'), null);
+      if (!data.validation) saveAdapterTo(output, null);
+    }
+  } finally {
+    optimizer.dispose();
+    session.dispose();
+  }
+  const adapterBytes = fs.existsSync(path.join(output, 'adapter.safetensors')) ? fs.statSync(path.join(output, 'adapter.safetensors')).size : 0;
+  return {
+    output,
+    adapterDir: output,
+    steps: pos.step,
+    totalSteps,
+    cancelled,
+    best: pos.best,
+    trainableParams: adapterParams + headParams,
+    adapterParams,
+    adapterBytes,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
