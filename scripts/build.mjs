@@ -17,7 +17,9 @@ cpSync(join(root, 'sidecar/config/loraxs.schema.json'), join(root, 'dist/loraxs.
 
 // Optional native backends: loaded at run time when installed, never bundled.
 const optionalNative = ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu'];
-const node = { ...common, platform: 'node', target: 'node20', format: 'cjs' };
+// 'module' first: every tfjs package then resolves to its ESM build, so one copy of tfjs-core is bundled
+// (the CommonJS and ESM builds would otherwise both be pulled in, with two Tensor classes).
+const node = { ...common, platform: 'node', target: 'node20', format: 'cjs', mainFields: ['module', 'main'] };
 await Promise.all([
   build({ ...node, entryPoints: { extension: 'extension/main.ts' }, outdir: 'dist', external: ['vscode'] }),
   build({ ...node, entryPoints: { sidecar: 'sidecar/server.ts', cli: 'sidecar/cli.ts' }, outdir: 'dist',

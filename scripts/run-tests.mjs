@@ -12,7 +12,7 @@ let files = process.argv.slice(2);
 if (!files.length) files = readdirSync(join(root, 'test')).filter((f) => f.endsWith('.test.ts')).map((f) => `test/${f}`);
 const out = mkdtempSync(join(root, 'dist-test', '..', '.cache-test-'));
 try {
-  await build({ entryPoints: files, outdir: out, bundle: true, platform: 'node', target: 'node20', format: 'cjs',
+  await build({ entryPoints: files, outdir: out, bundle: true, platform: 'node', target: 'node20', format: 'cjs', mainFields: ['module', 'main'],
     sourcemap: 'inline', logLevel: 'warning', absWorkingDir: root,
     external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu'] });
   const built = files.map((f) => join(out, basename(f).replace(/\.ts$/, '.js')));

@@ -41,6 +41,8 @@ export interface ParamsInput {
   adapter: Pick<AdapterConfig, 'rank' | 'rankPattern' | 'targets'>;
   /** The config file, to place errors at its keys. */
   file?: string;
+  /** The config's text when it differs from the file on disk (an editor buffer); used to place errors. */
+  text?: string;
   task?: Task;
   training?: Pick<TrainingConfig, 'batchSize' | 'maxLength' | 'optimizer'>;
 }
@@ -365,11 +367,11 @@ function hasSafetensors(dir: string): boolean {
   return fs.existsSync(path.join(dir, 'model.safetensors')) || fs.existsSync(path.join(dir, 'model.safetensors.index.json'));
 }
 
-/** Places errors at keys of the config file when its text is readable, else names the key path. */
-function configPlace(file: string | undefined, fallback: string, keyPath: KeyPath, detail: string): SourcePlace {
+/** Places errors at keys of the config (its text, or the file's), else names the key path. */
+function configPlace(file: string | undefined, text: string | undefined, fallback: string, keyPath: KeyPath, detail: string): SourcePlace {
   if (!file) return { file: fallback, detail };
   try {
-    const range = keyRange(fs.readFileSync(file, 'utf8'), keyPath);
+    const range = keyRange(text ?? fs.readFileSync(file, 'utf8'), keyPath);
     if (range) return { file, line: range.start.line + 1, column: range.start.character + 1, detail };
   } catch {
     // The config is not on disk (an unsaved editor buffer): name the key only.
@@ -401,7 +403,7 @@ export function computeParams(input: ParamsInput | RunConfig, overrides: ParamsO
     const cli = keyPath[1] === 'targets' && targetsOverridden ? '--targets'
       : keyPath[1] === 'rank' && overrides.rank !== undefined ? '--rank' : null;
     if (cli) return { file: input.file ?? fallback, detail: cli };
-    return configPlace(input.file, fallback, keyPath, formatKeyPath(keyPath));
+    return configPlace(input.file, 'text' in input ? input.text : undefined, fallback, keyPath, formatKeyPath(keyPath));
   };
   const adapted = adaptedModules(modules, targets, rank, rankPattern, placeOf);
   const counts = countAdapter(adapted, targets);

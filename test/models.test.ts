@@ -192,7 +192,7 @@ test('dropout: seeded in training, absent in evaluation, and training.dropout 0 
   const run = (dropout: number | null, training: boolean, seed: number) => {
     const backbone = createBackbone(config, weights, { dropout });
     const out = backbone.forward(inputs, plainContext(weights, { training, rng: new Rng(seed) }));
-    const values = out.dataSync().slice();
+    const values = Float32Array.from(out.dataSync());
     out.dispose();
     return values;
   };
@@ -256,7 +256,7 @@ test('new heads: N(0, initializer_range²) weights and zero biases from the seed
   const again = createHead(backbone, 'classification', 5, { seed: 7 });
   const outProj = head.trainable.get('classifier.out_proj.weight')!;
   assert.deepEqual(outProj.shape, [5, 32]);
-  const values = outProj.dataSync();
+  const values = Array.from(outProj.dataSync());
   const mean = values.reduce((a, b) => a + b, 0) / values.length;
   const std = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
   assert.ok(Math.abs(std - 0.02) < 0.005 && Math.abs(mean) < 0.005, `out_proj init: mean ${mean}, std ${std}; expected 0, 0.02`);

@@ -144,11 +144,11 @@ test('a target that matches nothing, and a rank above a module dimension, are er
     assert.deepEqual([e.place?.line, e.place?.column], [3, 3]);
     return true;
   });
-  // The FFN output (32 × 64) allows 32, the pattern asks 40.
+  // output.dense selects attention.output.dense (32 × 32) too: at most 32, the pattern asks 40.
   const pattern = workspace(tiny, 'model: model\nadapter:\n  rank: 4\n  rank_pattern: {output.dense: 40}\n  targets: [output.dense]\n');
   assert.throws(() => computeParams(loadConfig(pattern)), (e: unknown) => {
     assert.ok(e instanceof LoraxsError);
-    assert.match(e.message, /^rank 40 .*exceeds min\(out, in\) = 32 of bert\.encoder\.layer\.0\.output\.dense/);
+    assert.match(e.message, /^rank 40 .*exceeds min\(out, in\) = 32 of bert\.encoder\.layer\.0\.attention\.output\.dense/);
     assert.deepEqual([e.place?.line, e.place?.column, e.place?.detail], [4, 18, "adapter.rank_pattern['output.dense']"]);
     return true;
   });
@@ -158,6 +158,10 @@ test('a target that matches nothing, and a rank above a module dimension, are er
     e instanceof LoraxsError && /rank_pattern key "key" matches none/.test(e.message) && e.place?.line === 4 && e.place?.column === 18);
   assert.throws(() => computeParams(loadConfig(noMatch), { rank: 2, targets: ['nope'] }),
     (e: unknown) => e instanceof LoraxsError && e.place?.detail === '--targets');
+  // An editor buffer that differs from the file: errors are placed in the buffer's text.
+  const buffer = 'model: model\n\n\nadapter:\n  rank: 4\n  targets: [query, q_proj]\n';
+  assert.throws(() => computeParams({ ...loadConfig(noMatch), text: buffer }),
+    (e: unknown) => e instanceof LoraxsError && e.place?.line === 6 && e.place?.column === 20);
   const noModel = path.join(tempDir(), 'x.loraxs.yaml');
   fs.writeFileSync(noModel, 'model: missing\nadapter: {}\n');
   assert.throws(() => computeParams(loadConfig(noModel)), /no config\.json in/);

@@ -22,13 +22,15 @@ export interface SessionOptions {
   task: HeadTask;
   /** Classification: number of classes; regression: 1; causal LM: ignored. */
   numLabels: number;
-  /** null: no adapter (the base model, e.g. `generate` without --adapter). */
+  /** null: no adapter (the base model, e.g. `generate` without --adapter), unless adapterDir is given. */
   adapter: AdapterConfig | null;
   seed: number;
   dropout: number | null;
   /** A saved adapter folder whose R (and head) replace the fresh init. */
   adapterDir?: string;
   events?: EngineEvents;
+  /** The config file, named in errors about targets and ranks. */
+  configFile?: string;
   /** The model's tokenizer when the caller already loaded it (to read data first). */
   tokenizer?: TextTokenizer;
 }
@@ -61,8 +63,8 @@ export async function openModelSession(opts: SessionOptions): Promise<ModelSessi
   let adapters: AdapterSet | null = null;
   let head: TaskHead | undefined;
   try {
-    adapters = opts.adapter
-      ? await buildAdapters({ backbone, modelDir: opts.modelDir, fingerprint, config: opts.adapter, seed: opts.seed, adapterDir: opts.adapterDir, events: opts.events })
+    adapters = opts.adapter || opts.adapterDir
+      ? buildAdapters({ backbone, modelDir: opts.modelDir, fingerprint, config: opts.adapter, seed: opts.seed, adapterDir: opts.adapterDir, events: opts.events, configFile: opts.configFile })
       : null;
     head = createHead(backbone, opts.task, opts.numLabels, { seed: opts.seed, checkpointHead: adapters?.savedHead ?? undefined });
   } catch (e) {
@@ -86,8 +88,8 @@ export async function openModelSession(opts: SessionOptions): Promise<ModelSessi
       return all;
     },
     logits(inputs, training, rng) {
-      const base = plainContext(weights, { training, rng, extra: theHead.trainable as Map<string, tf.Tensor> });
-      const ctx = adapters ? adapters.context(base) : base;
+      const ctxOpts = { training, rng, extra: theHead.trainable as Map<string, tf.Tensor> };
+      const ctx = adapters ? adapters.context(weights, ctxOpts) : plainContext(weights, ctxOpts);
       return taskLogits(backbone, theHead, inputs, ctx);
     },
     dispose() {

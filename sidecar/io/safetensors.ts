@@ -219,17 +219,23 @@ export function readTensorFloat32(header: SafetensorsHeader, name: string): Floa
   return bytesToFloat32(bytes, entry.dtype);
 }
 
-/** Raw little-endian bytes of a floating dtype -> a fresh Float32Array. */
+/**
+ * Raw little-endian bytes of a floating dtype -> float32 values. For F32 bytes at an aligned offset the
+ * result shares memory with `bytes` (no copy); otherwise it is a fresh array.
+ */
 export function bytesToFloat32(bytes: Buffer | Uint8Array, dtype: Dtype): Float32Array {
-  // Copy into an aligned buffer: a Buffer may sit at any offset of a shared pool.
-  const aligned = new Uint8Array(bytes.byteLength);
-  aligned.set(bytes);
+  let src: Uint8Array = bytes;
+  if (bytes.byteOffset % 8 !== 0) {
+    // A Buffer may sit at any offset of a shared pool: copy to an aligned one.
+    src = new Uint8Array(bytes.byteLength);
+    src.set(bytes);
+  }
   const n = bytes.byteLength / DTYPE_SIZE[dtype];
   switch (dtype) {
-    case 'F32': return new Float32Array(aligned.buffer, 0, n);
-    case 'F16': return f16ArrayToFloat32(new Uint16Array(aligned.buffer, 0, n));
-    case 'BF16': return bf16ArrayToFloat32(new Uint16Array(aligned.buffer, 0, n));
-    case 'F64': return Float32Array.from(new Float64Array(aligned.buffer, 0, n));
+    case 'F32': return new Float32Array(src.buffer, src.byteOffset, n);
+    case 'F16': return f16ArrayToFloat32(new Uint16Array(src.buffer, src.byteOffset, n));
+    case 'BF16': return bf16ArrayToFloat32(new Uint16Array(src.buffer, src.byteOffset, n));
+    case 'F64': return Float32Array.from(new Float64Array(src.buffer, src.byteOffset, n));
     default: throw new Error(`internal error: bytesToFloat32 called with ${dtype}`);
   }
 }

@@ -287,7 +287,7 @@ export function readAdapterConfig(dir: string): { config: LoraxsAdapterConfig; f
     init: init as InitKind,
     initStd: j.num(o, 'init_std', 'init_std'),
     targets: o.targets as string[],
-    svd: { method, oversamples: j.num(svd, 'oversamples', 'svd.oversamples', true), powerIters: j.num(svd, 'power_iters', 'svd.power_iters', true) },
+    svd: { method: method as SvdConfig['method'], oversamples: j.num(svd, 'oversamples', 'svd.oversamples', true), powerIters: j.num(svd, 'power_iters', 'svd.power_iters', true) },
     seed: j.num(o, 'seed', 'seed', true),
     modules,
     factorsSha256: j.str(o, 'factors_sha256', 'factors_sha256'),

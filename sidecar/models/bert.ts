@@ -75,7 +75,8 @@ export function createEncoder(config: ModelConfig, weights: Weights, opts: Backb
     const positions = prefix === 'roberta'
       ? robertaPositionIds(inputs.inputIds, paddingIdx)
       : tf.tile(tf.expandDims(tf.range(0, t, 1, 'int32'), 0), [b, 1]);
-    const tokenTypes = inputs.tokenTypeIds ?? tf.zeros([b, t], 'int32');
+    // RoBERTa has one token type (its tokenizer gives none or zeros); pair markers from elsewhere are ignored.
+    const tokenTypes = inputs.tokenTypeIds && config.typeVocabSize > 1 ? inputs.tokenTypeIds : tf.zeros([b, t], 'int32');
     const sum = tf.add(tf.add(tf.gather(wordEmbeddings, inputs.inputIds), tf.gather(tokenTypeEmbeddings, tokenTypes)),
       tf.gather(positionEmbeddings, positions));
     return layerNorm(sum, embNorm[0], embNorm[1], config.normEps) as tf.Tensor3D;

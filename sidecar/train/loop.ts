@@ -18,8 +18,8 @@ import * as tf from '../tf';
 import { LoraxsError } from '../errors';
 import { Rng } from '../rng';
 import type { RunConfig } from '../config/types';
-import { readTable } from '../io/data_table';
-import { buildExamples, type Example } from '../io/examples';
+import type { Example } from '../io/examples';
+import { readExamples } from '../engine/run_data';
 import { writeFileAtomic } from '../io/atomic_write';
 import { loadTokenizer } from '../io/tokenizer';
 import { readModelConfig } from '../io/model_config';
@@ -67,14 +67,8 @@ interface DataSets {
 function loadData(config: RunConfig, tok: ModelSession['tokenizer']): DataSets {
   const data = config.data;
   if (!data) throw new LoraxsError('the config has no `data` section; training needs data.train', { file: config.file });
-  const spec = { task: config.task, text: data.text, prompt: data.prompt, response: data.response, label: data.label, maxLength: config.training.maxLength };
-  const trainTable = readTable(data.train, { columns: data.columns });
-  const train = buildExamples(trainTable, spec, tok, data.train);
-  let validation: Example[] | null = null;
-  if (data.validation) {
-    const table = readTable(data.validation, { columns: data.columns });
-    validation = buildExamples(table, { ...spec, labelNames: train.labelNames ?? undefined }, tok, data.validation).examples;
-  }
+  const train = readExamples(config, data.train, tok);
+  const validation = data.validation ? readExamples(config, data.validation, tok, { labelNames: train.labelNames }).examples : null;
   return { train: train.examples, validation, labelNames: train.labelNames };
 }
 

@@ -1,0 +1,25 @@
+/**
+ * Reading a run's data files into examples with the run's tokenizer: what train, eval and predict share.
+ */
+import type { RunConfig } from '../config/types';
+import { LoraxsError } from '../errors';
+import { readTable } from '../io/data_table';
+import { buildExamples, type ExampleSet } from '../io/examples';
+import type { TextTokenizer } from '../io/tokenizer';
+
+/** Examples of `file` with the config's columns and fields; `labelled` false reads no label column. */
+export function readExamples(config: RunConfig, file: string, tok: TextTokenizer,
+  opts: { labelNames?: string[] | null; labelled?: boolean } = {}): ExampleSet {
+  const data = config.data;
+  if (!data) throw new LoraxsError('the config has no `data` section', { file: config.file, detail: 'data' });
+  const table = readTable(file, { columns: data.columns });
+  return buildExamples(table, {
+    task: config.task,
+    text: data.text,
+    prompt: data.prompt,
+    response: data.response,
+    label: opts.labelled === false ? null : data.label,
+    maxLength: config.training.maxLength,
+    labelNames: opts.labelNames ?? undefined,
+  }, tok, file);
+}

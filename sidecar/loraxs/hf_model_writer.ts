@@ -1,0 +1,123 @@
+/**
+ * Writing a (merged) model as a Hugging Face folder that transformers' Auto classes load: config.json
+ * (updated for the task head), the weights in the source dtype (F32, or F16/BF16 rounded to nearest even)
+ * as `model.safetensors`, or shards `model-0000i-of-0000n.safetensors` + `model.safetensors.index.json`
+ * beyond 2 GB, and the tokenizer files copied from the base model. The folder is written atomically.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type * as tf from '../tf';
+import { encodeSafetensors, float32ToDtype, type TensorToWrite } from '../io/safetensors';
+import type { ModelType } from '../models/types';
+import type { Task } from '../config/types';
+import { writeFolderAtomically } from './folder_swap';
+
+/** Shards are cut before a tensor that would take one past this size. */
+export const MAX_SHARD_BYTES = 2 * 1024 ** 3;
+
+/** Files copied from the base model when present. */
+export const TOKENIZER_FILES = [
+  'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'vocab.txt', 'vocab.json',
+  'merges.txt', 'tokenizer.model', 'sentencepiece.bpe.model', 'spiece.model', 'generation_config.json',
+];
+
+export type HfDtype = 'float32' | 'float16' | 'bfloat16';
+
+export type TensorSource = tf.Tensor | { shape: number[]; data: Float32Array };
+
+export interface HfModelToWrite {
+  /** config.json content (already updated for the head: see configForHead). */
+  config: Record<string, unknown>;
+  /** Tensors by the names transformers' task class uses, in the order to write them. */
+  tensors: Map<string, TensorSource>;
+  dtype: HfDtype;
+  /** The base model folder, to copy tokenizer files from. */
+  copyFrom?: string;
+  /** Override for tests. */
+  maxShardBytes?: number;
+}
+
+const CLASS_PREFIX: Record<ModelType, string> = {
+  bert: 'Bert', roberta: 'Roberta', llama: 'Llama', mistral: 'Mistral', qwen2: 'Qwen2', gemma: 'Gemma',
+};
+
+/**
+ * config.json for the task head: `architectures` names the task class (e.g.
+ * RobertaForSequenceClassification, LlamaForCausalLM); classification sets id2label/label2id (which is how
+ * transformers stores num_labels); regression sets one label and problem_type "regression".
+ */
+export function configForHead(
+  raw: Record<string, unknown>,
+  modelType: ModelType,
+  task: Task,
+  id2label: Record<string, string> | null,
+  numLabels: number | null,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...raw };
+  if (task === 'causal-lm') {
+    out.architectures = [`${CLASS_PREFIX[modelType]}ForCausalLM`];
+    return out;
+  }
+  out.architectures = [`${CLASS_PREFIX[modelType]}ForSequenceClassification`];
+  const n = task === 'regression' ? 1 : numLabels ?? Object.keys(id2label ?? {}).length;
+  const labels: Record<string, string> = {};
+  for (let i = 0; i < n; i++) labels[String(i)] = id2label?.[String(i)] ?? `LABEL_${i}`;
+  out.id2label = labels;
+  out.label2id = Object.fromEntries(Object.entries(labels).map(([k, v]) => [v, Number(k)]));
+  if (task === 'regression') out.problem_type = 'regression';
+  else if (out.problem_type === 'regression') delete out.problem_type;
+  return out;
+}
+
+const ST_DTYPE = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' } as const;
+
+function isTensor(src: TensorSource): src is tf.Tensor {
+  return typeof (src as tf.Tensor).dataSync === 'function';
+}
+
+function toWrite(name: string, src: TensorSource, dtype: HfDtype): TensorToWrite {
+  const data = isTensor(src) ? (src.dataSync() as Float32Array) : src.data;
+  return { name, dtype: ST_DTYPE[dtype], shape: [...src.shape], data: float32ToDtype(data, ST_DTYPE[dtype]) };
+}
+
+/** Writes the folder; returns the weight files written (relative names). */
+export function writeHfModel(outDir: string, model: HfModelToWrite): string[] {
+  const bytesPer = model.dtype === 'float32' ? 4 : 2;
+  const limit = model.maxShardBytes ?? MAX_SHARD_BYTES;
+  // Plan shards by size without converting anything yet.
+  const shards: string[][] = [[]];
+  let current = 0;
+  let total = 0;
+  for (const [name, src] of model.tensors) {
+    const size = src.shape.reduce((a: number, b: number) => a * b, 1) * bytesPer;
+    if (current > 0 && current + size > limit) {
+      shards.push([]);
+      current = 0;
+    }
+    shards[shards.length - 1].push(name);
+    current += size;
+    total += size;
+  }
+  const n = shards.length;
+  const fileNames = n === 1 ? ['model.safetensors'] : shards.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`);
+  writeFolderAtomically(outDir, (tmp) => {
+    fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(model.config, null, 2) + '\n');
+    const weightMap: Record<string, string> = {};
+    shards.forEach((names, i) => {
+      const tensors = names.map((name) => toWrite(name, model.tensors.get(name)!, model.dtype));
+      fs.writeFileSync(path.join(tmp, fileNames[i]), encodeSafetensors(tensors, { format: 'pt' }));
+      for (const name of names) weightMap[name] = fileNames[i];
+    });
+    if (n > 1) {
+      fs.writeFileSync(path.join(tmp, 'model.safetensors.index.json'),
+        JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n');
+    }
+    if (model.copyFrom) {
+      for (const f of TOKENIZER_FILES) {
+        const src = path.join(model.copyFrom, f);
+        if (fs.existsSync(src)) fs.copyFileSync(src, path.join(tmp, f));
+      }
+    }
+  });
+  return fileNames;
+}
