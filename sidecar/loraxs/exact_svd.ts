@@ -14,7 +14,8 @@
  * Directions whose σ falls below 1e-7 · σ_1 (numerical null space) are completed to an orthonormal basis.
  *
  * Cost: k²·L/2 (Gram) + k²·L (Y) multiply-adds + a k × k symmetric eigendecomposition (ml-matrix,
- * Householder tridiagonalisation + QL); measured about 15 s for 1024 × 4096 on one core of a 2-core VM.
+ * Householder tridiagonalisation + QL). Measured on one thread of a 2-core VM: 16 s for 1024 × 1024,
+ * 29–37 s for 4096 × 1024 and 1024 × 4096 (about half of it in the eigendecomposition).
  */
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { Rng } from '../rng';

@@ -24,19 +24,24 @@ export function deltaWeight(m: MergeableModule): tf.Tensor2D {
  * entries of the returned map are the input's own tensors (shared, not copied): dispose only the merged
  * ones (`mergedNames`) separately from the base weights.
  */
-export function mergeWeights(weights: Weights, adapters: Iterable<MergeableModule>): { weights: Weights; mergedNames: string[] } {
+export function mergeWeights(
+  weights: Weights,
+  adapters: Iterable<MergeableModule>,
+  /** The adapter folder, named in errors. */
+  source = 'adapter',
+): { weights: Weights; mergedNames: string[] } {
   const out: Weights = new Map(weights);
   const mergedNames: string[] = [];
   try {
     for (const m of adapters) {
       const key = `${m.name}.weight`;
       const W = weights.get(key);
-      if (!W) throw new LoraxsError(`the adapter adapts ${m.name}, but the model has no tensor ${key}`, { file: key });
+      if (!W) throw new LoraxsError(`the adapter adapts ${m.name}, but the model has no tensor ${key}`, { file: source, detail: key });
       const [out0, in0] = W.shape;
       if (m.B.shape[0] !== out0 || m.A.shape[1] !== in0) {
         throw new LoraxsError(
           `the adapter's factors of ${m.name} are ${m.B.shape[0]} × ${m.A.shape[1]}, but the model's weight is ${out0} × ${in0}`,
-          { file: key });
+          { file: source, detail: key });
       }
       out.set(key, tf.tidy(() => tf.add(W, deltaWeight(m))));
       mergedNames.push(key);

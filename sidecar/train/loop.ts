@@ -42,6 +42,11 @@ export interface TrainOptions {
   events?: EngineEvents;
   /** Aborting stops at the next update boundary, after saving a checkpoint. */
   signal?: AbortSignal;
+  /**
+   * Train only the task head with the encoder frozen and no adapter (a baseline to compare LoRA-XS
+   * against). Nothing is saved but metrics.jsonl and checkpoints.
+   */
+  headOnly?: boolean;
 }
 
 export interface TrainResult {
@@ -90,7 +95,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
   if (opts.resume && !resumeFrom) throw new LoraxsError(`nothing to resume: no checkpoint in ${checkpointDir}`, { file: config.file });
 
   const session = await openModelSession({
-    modelDir: config.model, task: config.task, numLabels, adapter: config.adapter, seed: tc.seed, dropout: tc.dropout, events, tokenizer: tok,
+    modelDir: config.model, task: config.task, numLabels, adapter: opts.headOnly ? null : config.adapter, seed: tc.seed, dropout: tc.dropout, events, tokenizer: tok,
   });
   const trainable = session.trainable();
   const adapterNames = new Set([...trainable.keys()].filter((n) => n.endsWith('.R')));
@@ -123,7 +128,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
     `${data.train.length} examples, ${totalSteps} updates on ${session.backendName}`);
 
   const saveAdapterTo = (dir: string, record: EvalRecord | null): void =>
-    session.adapters!.save(dir, { head: session.head, task: config.task, labelNames: data.labelNames, numLabels, eval: record, modelDir: config.model });
+    session.adapters?.save(dir, { head: session.head, task: config.task, labelNames: data.labelNames, numLabels, eval: record, modelDir: config.model });
   /** Saves where to continue from: `at` is the position of the next update. */
   const checkpoint = (at: TrainingPosition = pos): void => saveTrainingCheckpoint(checkpointDir, config, at, trainable, optimizer.state());
 
@@ -145,6 +150,12 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
 
   let cancelled = false;
   try {
+    if (pos.step === 0 && data.validation) {
+      // The starting point (base model, R ≈ 0, fresh head), logged as step 0 so curves start where training did.
+      const rec: EvalRecord = { step: 0, epoch: 0, eval: evaluate(session, data.validation, config.task, tc.batchSize, tok.padId, events) };
+      appendMetricsLine(metricsFile, { ...rec, baseline: true });
+      events.eval?.(rec, false);
+    }
     for (; pos.epoch <= tc.epochs; pos.epoch++, pos.batchInEpoch = 0) {
       const order = epochOrder(data.train.length, tc.shuffle, new Rng(seedFor(tc.seed, 'data-order', pos.epoch)));
       const batches = batchIndices(order, tc.batchSize);
