@@ -220,7 +220,7 @@ export function moduleTypeKeys(modules: readonly LinearModule[]): string[] {
 }
 
 /** The same layer in the other family's names, for configs carried from an encoder to a decoder or back. */
-const OTHER_FAMILY_KEYS: Record<string, string> = {
+export const OTHER_FAMILY_KEYS: Record<string, string> = {
   q_proj: 'query', k_proj: 'key', v_proj: 'value', o_proj: 'attention.output.dense',
   gate_proj: 'intermediate.dense', up_proj: 'intermediate.dense', down_proj: 'output.dense',
   query: 'q_proj', key: 'k_proj', value: 'v_proj', 'attention.output.dense': 'o_proj',

@@ -1,9 +1,40 @@
 /**
- * `loraxs export`: an adapter folder in another layout (see loraxs/export.ts for the formats).
+ * `loraxs export`: an adapter folder in another layout (formats in loraxs/export.ts). Loads only the
+ * adapted modules' weights of the base model, to recompute (or take from the cache) the frozen factors.
  */
-export const EXPORT_FORMATS = ['peft-lora', 'loraxs-official', 'loraxs-factors'] as const;
-export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+import * as path from 'node:path';
+import { initBackend } from '../backend';
+import { openCheckpoint, loadWeights, checkpointFingerprint } from '../io/checkpoint';
+import { loadAdapter } from '../loraxs/adapter_files';
+import { adapterFactors, checkBaseModel } from '../loraxs/factor_cache';
+import { exportAdapter, EXPORT_FORMATS, type ExportFormat } from '../loraxs/export';
 import type { EngineEvents } from './events';
-export async function exportRun(_o: { adapterDir: string; modelDir?: string; format: ExportFormat; outDir: string }, _e?: EngineEvents): Promise<string> {
-  throw new Error('not yet');
+
+export { EXPORT_FORMATS, type ExportFormat };
+
+export interface ExportOptions {
+  adapterDir: string;
+  /** Base model folder; default: the path recorded in the adapter. */
+  modelDir?: string;
+  format: ExportFormat;
+  outDir: string;
+}
+
+export async function exportRun(opts: ExportOptions, events?: EngineEvents): Promise<string> {
+  await initBackend();
+  const snapshot = loadAdapter(opts.adapterDir);
+  const modelDir = opts.modelDir ?? snapshot.config.baseModel.path;
+  const factors = snapshot.factors ?? (() => {
+    const ckpt = openCheckpoint(modelDir);
+    checkBaseModel(opts.adapterDir, snapshot, checkpointFingerprint(ckpt), modelDir);
+    const weights = loadWeights(ckpt, snapshot.config.modules.map((m) => `${m.name}.weight`));
+    try {
+      return adapterFactors(opts.adapterDir, snapshot, weights, { onModule: (p) => events?.progress?.('factors', p.index + 1, p.total) });
+    } finally {
+      for (const t of weights.values()) t.dispose();
+    }
+  })();
+  const files = exportAdapter(opts.outDir, opts.format, { snapshot, factors, baseModelPath: path.resolve(modelDir) });
+  events?.log?.(`wrote ${files.join(', ')} to ${opts.outDir}`);
+  return path.resolve(opts.outDir);
 }

@@ -55,7 +55,8 @@ export async function openModelSession(opts: SessionOptions): Promise<ModelSessi
   if (backend.warning) opts.events?.log?.(`warning: ${backend.warning}`);
   const ckpt = openCheckpoint(opts.modelDir);
   assertFitsBackend(ckpt, backend.memoryLimitBytes, backend.name);
-  const tokenizer = opts.tokenizer ?? loadTokenizer(opts.modelDir, ckpt.config);
+  // The tokenizer loads on first use: merging and exporting need none.
+  let tokenizer = opts.tokenizer;
   opts.events?.log?.(`loading ${opts.modelDir} (${ckpt.config.modelType}, ${ckpt.config.numLayers} layers) on ${backend.name}`);
   const weights = loadWeights(ckpt);
   const backbone = createBackbone(ckpt.config, weights, { dropout: opts.dropout, source: opts.modelDir });
@@ -76,7 +77,10 @@ export async function openModelSession(opts: SessionOptions): Promise<ModelSessi
   return {
     ckpt,
     fingerprint,
-    tokenizer,
+    get tokenizer() {
+      tokenizer ??= loadTokenizer(opts.modelDir, ckpt.config);
+      return tokenizer;
+    },
     backbone,
     head: theHead,
     adapters,
