@@ -3,7 +3,9 @@
  * logs to stderr. Errors caused by input print `file:line:col: message` and exit 1 without a stack trace.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import * as path from 'node:path';
 import { LoraxsError } from './errors';
+import { placeConfigError } from './config/parse';
 import { COMMANDS, type CommandSpec } from './cli_commands';
 
 const VERSION = '0.1.0';
@@ -60,7 +62,10 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     return (await spec.run(parsed.positionals, parsed.values as Record<string, string | boolean | undefined>)) ?? 0;
-  } catch (e) {
+  } catch (caught) {
+    const e = typeof parsed.positionals[0] === 'string' && /\.ya?ml$/.test(parsed.positionals[0])
+      ? placeConfigError(caught, path.resolve(parsed.positionals[0]))
+      : caught;
     if (e instanceof LoraxsError) {
       process.stderr.write(`loraxs ${name}: error: ${e.format()}\n`);
       return 1;

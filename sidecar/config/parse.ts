@@ -32,6 +32,7 @@ import { LORAXS_SCHEMA, keysAt, schemaAt, sectionPaths } from './schema';
 import { closestName } from './suggest';
 import {
   documentStartRange,
+  keyRange,
   formatKeyPath,
   locateKey,
   locateValue,
@@ -597,4 +598,28 @@ function checkDataFields(
       );
     }
   }
+}
+
+/**
+ * Adds the line and column to an error about a config key (`place.detail` a dotted key path such as
+ * `adapter.rank` or `adapter.rank_pattern.output.dense`) raised without them, so the CLI prints
+ * `file:line:col` for semantic errors found after parsing (targets, ranks).
+ */
+export function placeConfigError(e: unknown, file: string): unknown {
+  if (!(e instanceof LoraxsError) || !e.place || e.place.file !== file || e.place.line !== undefined || !e.place.detail) return e;
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return e;
+  }
+  const parts = e.place.detail.split('.');
+  // rank_pattern keys are module-name patterns that contain dots themselves.
+  const i = parts.indexOf('rank_pattern');
+  const keyPath = i >= 0 && i + 1 < parts.length ? [...parts.slice(0, i + 1), parts.slice(i + 1).join('.')] : parts;
+  for (let n = keyPath.length; n > 0; n--) {
+    const range = keyRange(text, keyPath.slice(0, n));
+    if (range) return new LoraxsError(e.message, { ...e.place, line: range.start.line + 1, column: range.start.character + 1 });
+  }
+  return e;
 }

@@ -20,12 +20,12 @@ const PARAMS_KEYS = new Set(['model', 'adapter', 'adapter.rank', 'adapter.alpha'
   'training.batch_size', 'training.max_length']);
 
 function schemaText(path: (string | number)[]): string {
-  const keyPath = path.filter((p): p is string => typeof p === 'string');
-  // Items of a list and entries of rank_pattern are described by their list / map.
+  const heading = `**${formatKeyPath(path)}**`;
   let schema = schemaAt(path);
-  if (!schema?.description) schema = schemaAt(keyPath.slice(0, keyPath.length - (typeof path[path.length - 1] === 'number' ? 0 : 1))) ?? schema;
-  if (!schema?.description && keyPath.length < path.length) schema = schemaAt(keyPath);
-  const parts = [`**${formatKeyPath(path)}**`];
+  if (!schema) return `${heading}\n\nnot a key of LoRA-XS configs`;
+  // List items and rank_pattern entries are described by their list or map.
+  for (let k = path.length - 1; k > 0 && !schema?.description; k--) schema = schemaAt(path.slice(0, k));
+  const parts = [heading];
   if (schema?.description) parts.push(schema.description);
   if (schema && schema.default !== undefined) parts.push(`Default: \`${JSON.stringify(schema.default)}\``);
   return parts.join('\n\n');
@@ -45,7 +45,7 @@ function targetItemText(text: string, file: string, key: string): string | null 
 
 function paramsText(text: string, file: string): string {
   const c = configForParams(text, file);
-  if (c instanceof LoraxsError) return `$(warning) ${c.message}`;
+  if (c instanceof LoraxsError) return `Parameters cannot be counted: ${c.message}`;
   try {
     return paramsMarkdown(computeParams(c.input), { rank: c.input.adapter.rank, alpha: c.alpha });
   } catch (e) {

@@ -95,7 +95,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
   if (opts.resume && !resumeFrom) throw new LoraxsError(`nothing to resume: no checkpoint in ${checkpointDir}`, { file: config.file });
 
   const session = await openModelSession({
-    modelDir: config.model, task: config.task, numLabels, adapter: opts.headOnly ? null : config.adapter, seed: tc.seed, dropout: tc.dropout, events, tokenizer: tok,
+    modelDir: config.model, task: config.task, numLabels, adapter: opts.headOnly ? null : config.adapter, seed: tc.seed, dropout: tc.dropout, events, tokenizer: tok, configFile: config.file,
   });
   const trainable = session.trainable();
   const adapterNames = new Set([...trainable.keys()].filter((n) => n.endsWith('.R')));
