@@ -33,6 +33,7 @@ import type { KeyPath } from './config/yaml_positions';
 import { readModelConfig } from './io/model_config';
 import { keyMatches, resolveTargets } from './loraxs/targets';
 import { countParameters, openCheckpoint } from './io/checkpoint';
+import { useLiteLinearModules, useLiteParamCount } from './models/use_lite_layout';
 
 /** What computeParams needs: a parsed RunConfig, or just the model folder and adapter settings. */
 export interface ParamsInput {
@@ -123,9 +124,13 @@ export interface AdaptedModule extends LinearModule {
  *     matches it); RobertaForSequenceClassification has no pooler.
  *   llama/mistral/qwen2/gemma, per layer `model.layers.<i>.`: self_attn.q_proj (nH·hd × h), k_proj and
  *     v_proj (nKV·hd × h), o_proj (h × nH·hd), mlp.gate_proj and up_proj (i × h), mlp.down_proj (h × i).
+ *   use_lite (models/use_lite_layout.ts), per layer `use_lite.encoder.layer.<i>.`: attention.qkv (3·w × w),
+ *     attention.output (h × w), residual_proj (h × w, where the layer's input width w ≠ h), ffn.intermediate
+ *     (i × h), ffn.output (h × i); then `use_lite.pooler.dense` (h × h), which the classification head runs.
  * Task heads (classifier, score, lm_head) are not listed: they are trained or frozen whole, not adapted.
  */
 export function linearModulesOf(config: ModelConfig, opts: { bertPooler?: boolean } = {}): LinearModule[] {
+  if (config.modelType === 'use_lite') return useLiteLinearModules(config);
   const { hiddenSize: h, intermediateSize: inter, numLayers } = config;
   const modules: LinearModule[] = [];
   const add = (name: string, outFeatures: number, inFeatures: number, hasBias: boolean): void => {
@@ -164,6 +169,7 @@ export function linearModulesOf(config: ModelConfig, opts: { bertPooler?: boolea
 
 /** Parameters of the model from config.json alone (see the file comment for what is counted). */
 export function baseParamsFromConfig(config: ModelConfig): number {
+  if (config.modelType === 'use_lite') return useLiteParamCount(config);
   const h = config.hiddenSize;
   const linear = linearModulesOf(config, { bertPooler: false })
     .reduce((sum, m) => sum + m.outFeatures * m.inFeatures + (m.hasBias ? m.outFeatures : 0), 0);
@@ -335,7 +341,7 @@ export function estimateTrainingMemory(
   let head = 0;
   if (opts.task !== 'causal-lm') {
     if (config.modelType === 'roberta') head = h * h + h + h * labels + labels;
-    else if (config.modelType === 'bert') head = h * labels + labels;
+    else if (config.modelType === 'bert' || config.modelType === 'use_lite') head = h * labels + labels;
     else head = h * labels;
   }
   const stateCopies = opts.optimizer === 'sgd' ? 2 : 4;

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { LoraxsError, type SourcePlace } from '../errors';
 import type { ModelConfig, ModelType, RopeScaling } from '../models/types';
 
-export const SUPPORTED_MODEL_TYPES: readonly ModelType[] = ['bert', 'roberta', 'llama', 'mistral', 'qwen2', 'gemma'];
+export const SUPPORTED_MODEL_TYPES: readonly ModelType[] = ['bert', 'roberta', 'llama', 'mistral', 'qwen2', 'gemma', 'use_lite'];
 
 /** transformers' defaults for the keys that differ between families. */
 interface FamilyDefaults {
@@ -32,6 +32,8 @@ const DEFAULTS: Record<ModelType, FamilyDefaults> = {
   mistral: { kind: 'decoder', maxPositionEmbeddings: 4096 * 32, hiddenAct: 'silu', normEps: 1e-6, tieWordEmbeddings: false, typeVocabSize: 0, padTokenId: null, bosTokenId: 1, eosTokenId: 2 },
   qwen2: { kind: 'decoder', maxPositionEmbeddings: 32768, hiddenAct: 'silu', normEps: 1e-6, tieWordEmbeddings: false, typeVocabSize: 0, padTokenId: null, bosTokenId: null, eosTokenId: null },
   gemma: { kind: 'decoder', maxPositionEmbeddings: 8192, hiddenAct: 'gelu_pytorch_tanh', normEps: 1e-6, tieWordEmbeddings: true, typeVocabSize: 0, padTokenId: 0, bosTokenId: 2, eosTokenId: 1 },
+  // Universal Sentence Encoder lite (models/use_lite_layout.ts), as `loraxs import use-lite` writes it.
+  use_lite: { kind: 'encoder', maxPositionEmbeddings: 128, hiddenAct: 'relu', normEps: 1e-6, tieWordEmbeddings: false, typeVocabSize: 0, padTokenId: 0, bosTokenId: null, eosTokenId: null },
 };
 
 const ROPE_TYPES: readonly RopeScaling['ropeType'][] = ['default', 'linear', 'dynamic', 'llama3'];
@@ -125,7 +127,7 @@ export function parseModelConfig(raw: unknown, file: string, text?: string): Mod
  */
 function attentionBias(modelType: ModelType, r: ConfigReader): boolean {
   switch (modelType) {
-    case 'bert': case 'roberta': case 'qwen2': return true;
+    case 'bert': case 'roberta': case 'qwen2': case 'use_lite': return true;
     case 'mistral': return false;
     case 'llama': case 'gemma': return r.optionalBoolean('attention_bias') ?? false;
   }

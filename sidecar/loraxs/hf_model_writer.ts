@@ -38,7 +38,7 @@ export interface HfModelToWrite {
 }
 
 const CLASS_PREFIX: Record<ModelType, string> = {
-  bert: 'Bert', roberta: 'Roberta', llama: 'Llama', mistral: 'Mistral', qwen2: 'Qwen2', gemma: 'Gemma',
+  bert: 'Bert', roberta: 'Roberta', llama: 'Llama', mistral: 'Mistral', qwen2: 'Qwen2', gemma: 'Gemma', use_lite: 'UseLite',
 };
 
 /**

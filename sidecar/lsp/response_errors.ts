@@ -4,6 +4,7 @@
  */
 import { LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { LoraxsError } from '../errors';
+import type { SourcePlace } from '../errors';
 
 export interface Logger {
   error(message: string): void;
@@ -23,12 +24,21 @@ export function toResponseError(e: unknown, logger: Logger): ResponseError<void>
 export interface SerializedError {
   loraxs: boolean;
   message: string;
+  place?: SourcePlace;
   formatted: string;
   stack?: string;
 }
 
 export function serializeError(e: unknown): SerializedError {
-  if (e instanceof LoraxsError) return { loraxs: true, message: e.message, formatted: e.format() };
+  if (e instanceof LoraxsError) return { loraxs: true, message: e.message, place: e.place, formatted: e.format() };
   const err = e instanceof Error ? e : new Error(String(e));
   return { loraxs: false, message: err.message, formatted: err.message, stack: err.stack };
+}
+
+/** The error `serializeError` describes, rebuilt on this side of the thread boundary. */
+export function deserializeError(s: SerializedError): Error {
+  if (s.loraxs) return new LoraxsError(s.message, s.place);
+  const err = new Error(s.message);
+  if (s.stack) err.stack = s.stack;
+  return err;
 }

@@ -4,6 +4,8 @@
  *   ctx.linear, like any backbone linear layer) + dropout + `classifier` (hidden -> numLabels, trainable);
  * - RoBERTa: token 0 (<s>) -> dropout -> `classifier.dense` + tanh -> dropout -> `classifier.out_proj`
  *   (both trainable);
+ * - use_lite: the sentence embedding (mean over tokens, frozen `use_lite.pooler.dense` run through ctx.linear,
+ *   tanh, L2 normalisation: exactly the encoder's output) + dropout + `classifier` (hidden -> numLabels, trainable);
  * - decoders: `score` (hidden -> numLabels, no bias, trainable) at the last non-padding token (sum(mask) - 1,
  *   right padding);
  * - causal LM: `lm_head` (frozen; embed_tokens when the embeddings are tied).
@@ -16,6 +18,7 @@ import { Rng } from '../rng';
 import { dropoutRatesOf } from './backbone_options';
 import { linearForward } from './plain_context';
 import type { Backbone, ForwardContext, ForwardInputs } from './types';
+import { useLitePooledEmbedding } from './use_lite';
 
 export type HeadTask = 'classification' | 'regression' | 'causal-lm';
 
@@ -121,6 +124,12 @@ export function createHead(backbone: Backbone, task: HeadTask, numLabels: number
       const first = drop(firstToken(hidden), ctx);
       const dense = drop(tf.tanh(linearForward(first, params.get('classifier.dense.weight'), params.get('classifier.dense.bias'))), ctx);
       return linearForward(dense, params.get('classifier.out_proj.weight'), params.get('classifier.out_proj.bias'));
+    });
+  } else if (config.modelType === 'use_lite') {
+    params.linear('classifier', numLabels, h, true);
+    apply = (hidden, inputs, ctx) => tf.tidy(() => {
+      const pooled = drop(useLitePooledEmbedding(hidden, inputs.attentionMask, ctx), ctx);
+      return linearForward(pooled, params.get('classifier.weight'), params.get('classifier.bias'));
     });
   } else {
     params.linear('score', numLabels, h, false);

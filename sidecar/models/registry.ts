@@ -3,6 +3,7 @@ import { LoraxsError } from '../errors';
 import { createEncoder } from './bert';
 import type { BackboneOptions, TransformerBackbone } from './backbone_options';
 import { createDecoder } from './llama';
+import { createUseLite } from './use_lite';
 import type { ModelConfig, Weights } from './types';
 
 export type { BackboneOptions, DropoutRates, TransformerBackbone } from './backbone_options';
@@ -22,6 +23,8 @@ export function createBackbone(config: ModelConfig, weights: Weights, opts: Back
     case 'qwen2':
     case 'gemma':
       return createDecoder(config, weights, opts);
+    case 'use_lite':
+      return createUseLite(config, weights, opts);
     default:
       throw new LoraxsError(`model_type "${String((config as ModelConfig).modelType)}" is not supported`,
         { file: 'config.json', detail: 'model_type' });

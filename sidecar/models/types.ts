@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 
 /** The model families the engine runs; any other `model_type` is refused by name. */
-export type ModelType = 'bert' | 'roberta' | 'llama' | 'mistral' | 'qwen2' | 'gemma';
+export type ModelType = 'bert' | 'roberta' | 'llama' | 'mistral' | 'qwen2' | 'gemma' | 'use_lite';
 
 /** Rope scaling as transformers reads it (`rope_scaling` before v5, `rope_parameters` in v5). */
 export interface RopeScaling {

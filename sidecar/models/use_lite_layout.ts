@@ -12,20 +12,20 @@
  * -> tanh -> L2 normalisation.
  *
  * Canonical tensor names (all linear weights stored (out, in), as torch.nn.Linear):
- *   use.embeddings.word_embeddings.weight                     (vocab, embedding_size)
- *   use.encoder.layer.<i>.attention.LayerNorm.{weight,bias}   (in_i)
- *   use.encoder.layer.<i>.attention.qkv.{weight,bias}         (3·in_i, in_i)
- *   use.encoder.layer.<i>.attention.output.{weight,bias}      (hidden, in_i)
- *   use.encoder.layer.<i>.residual_proj.{weight,bias}         (hidden, in_i), only where in_i ≠ hidden
- *   use.encoder.layer.<i>.ffn.LayerNorm.{weight,bias}         (hidden)
- *   use.encoder.layer.<i>.ffn.intermediate.{weight,bias}      (inter, hidden)
- *   use.encoder.layer.<i>.ffn.output.{weight,bias}            (hidden, inter)
- *   use.pooler.dense.{weight,bias}                            (hidden, hidden)
+ *   use_lite.embeddings.word_embeddings.weight                     (vocab, embedding_size)
+ *   use_lite.encoder.layer.<i>.attention.LayerNorm.{weight,bias}   (in_i)
+ *   use_lite.encoder.layer.<i>.attention.qkv.{weight,bias}         (3·in_i, in_i)
+ *   use_lite.encoder.layer.<i>.attention.output.{weight,bias}      (hidden, in_i)
+ *   use_lite.encoder.layer.<i>.residual_proj.{weight,bias}         (hidden, in_i), only where in_i ≠ hidden
+ *   use_lite.encoder.layer.<i>.ffn.LayerNorm.{weight,bias}         (hidden)
+ *   use_lite.encoder.layer.<i>.ffn.intermediate.{weight,bias}      (inter, hidden)
+ *   use_lite.encoder.layer.<i>.ffn.output.{weight,bias}            (hidden, inter)
+ *   use_lite.pooler.dense.{weight,bias}                            (hidden, hidden)
  */
 import type { LinearModule, ModelConfig } from './types';
 
-/** Prefix of every base-model tensor of the family. */
-export const USE_LITE_PREFIX = 'use';
+/** Prefix of every base-model tensor of the family: the model type, as bert./roberta. are (so io/checkpoint.ts's canonical names apply). */
+export const USE_LITE_PREFIX = 'use_lite';
 export const USE_LITE_POOLER = `${USE_LITE_PREFIX}.pooler.dense`;
 export const USE_LITE_WORD_EMBEDDINGS = `${USE_LITE_PREFIX}.embeddings.word_embeddings.weight`;
 

@@ -28,10 +28,10 @@ official_dir = args[3] if len(args) > 3 else None
 Auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
 
 torch.manual_seed(0)
-tok = AutoTokenizer.from_pretrained(merged_dir)
-if tok.pad_token is None:
-    tok.pad_token = tok.eos_token
-batch = tok(["Once upon a time there was a cat", "The movie"], return_tensors="pt", padding=True)
+# Fixed token ids (no padding): what is checked here is the weights, not the tokenizer.
+AutoTokenizer.from_pretrained(merged_dir)  # the merged folder carries a loadable tokenizer
+ids = torch.tensor([[4, 10, 11, 12, 13, 14, 15, 16], [4, 20, 21, 22, 23, 24, 25, 26]])
+batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 merged = Auto.from_pretrained(merged_dir).eval()
 base = Auto.from_pretrained(base_dir, **({} if task == "causal-lm" else {"num_labels": merged.config.num_labels})).eval()
 peft_model = PeftModel.from_pretrained(base, peft_dir).eval()

@@ -1,0 +1,63 @@
+/**
+ * `loraxs/params` (the parameter report of a config, from its editor text when open) and
+ * `loraxs/readMetrics` (the records of a run's metrics.jsonl, for the training panel after a reload).
+ */
+import * as path from 'node:path';
+import type { Connection, TextDocuments } from 'vscode-languageserver/node';
+import type { TextDocument } from 'vscode-languageserver-textdocument';
+import * as fs from 'node:fs';
+import { LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
+import { LoraxsError } from '../errors';
+import { parseConfigText } from '../config/parse';
+import { computeParams } from '../params';
+import { ParamsRequest, ReadMetricsRequest } from '../protocol';
+import type { MetricsRecord } from '../protocol';
+import { readMetricsLog } from '../train/metrics_log';
+import { configForParams } from './params_input';
+import { toResponseError } from './response_errors';
+import { UNTRUSTED_MESSAGE } from './training_service';
+import { uriToPath } from './config_uri';
+
+/** The text of a config: the open document's, else the file's. */
+function configText(documents: TextDocuments<TextDocument>, uri: string): string {
+  const doc = documents.get(uri);
+  if (doc) return doc.getText();
+  const file = uriToPath(uri);
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new LoraxsError(`cannot read the config file: ${(e as Error).message}`, { file });
+  }
+}
+
+export function registerRunInfo(connection: Connection, documents: TextDocuments<TextDocument>, trusted: () => boolean): void {
+  connection.onRequest(ParamsRequest.type, (p) => {
+    try {
+      if (!trusted()) throw new ResponseError(LSPErrorCodes.RequestFailed, UNTRUSTED_MESSAGE);
+      const file = uriToPath(p.uri);
+      const c = configForParams(configText(documents, p.uri), file);
+      if (c instanceof LoraxsError) throw c;
+      return computeParams(c.input);
+    } catch (e) {
+      throw toResponseError(e, connection.console);
+    }
+  });
+
+  connection.onRequest(ReadMetricsRequest.type, (p): ReadMetricsRequest.Result => {
+    try {
+      let output: string;
+      if (p.output) output = path.resolve(p.output);
+      else if (p.uri) {
+        const file = uriToPath(p.uri);
+        const { config, problems } = parseConfigText(configText(documents, p.uri), file, { readModel: false });
+        if (!config) throw new LoraxsError(`the config has errors, so its output folder is unknown: ${problems[0]?.message ?? ''}`, { file });
+        output = config.output;
+      } else {
+        throw new ResponseError(LSPErrorCodes.RequestFailed, 'loraxs/readMetrics needs `output` (a run folder) or `uri` (a config)');
+      }
+      return { output, records: readMetricsLog(path.join(output, 'metrics.jsonl')) as MetricsRecord[] };
+    } catch (e) {
+      throw toResponseError(e, connection.console);
+    }
+  });
+}
