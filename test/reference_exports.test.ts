@@ -51,6 +51,7 @@ for (const [family, targets] of Object.entries(TARGETS)) {
       path.join(ws.dir, 'peft'), path.join(ws.dir, 'official'), '--task', 'seq-cls'], { encoding: 'utf8' });
     assert.equal(r.status, 0, `check_exports.py failed:\n${r.stdout}\n${r.stderr.slice(-3000)}`);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    console.log(`${family}: ${JSON.stringify(out)}`);
     assert.ok(out.merged_vs_peft_logits_max_abs < 1e-4, JSON.stringify(out));
     assert.ok(out.official_vs_merged_weight_rel < 1e-5, JSON.stringify(out));
   });
