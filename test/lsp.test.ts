@@ -14,7 +14,7 @@ import type { CodeAction, CompletionItem, CompletionList, Diagnostic, MarkupCont
 import { computeParams } from '../sidecar/params';
 import { parseConfigText } from '../sidecar/config/parse';
 import { ParamsRequest, SetTrustedNotification, StatusNotification, TrainRequest } from '../sidecar/protocol';
-import { GOOD_CONFIG, makeWorkspace, withSidecar } from './lsp_harness';
+import { GOOD_CONFIG, makeWorkspace, messageText, withSidecar } from './lsp_harness';
 
 /** The range of the `occurrence`-th `needle` in `text` (0-based lines and characters). */
 function rangeOf(text: string, needle: string, occurrence = 0): Range {
@@ -49,14 +49,14 @@ test('diagnostics: a good config has none; a bad key, a target matching nothing,
     const d1 = only(await s.diagnosticsOf(c1.uri), 'the bad key');
     assert.deepEqual(d1.range, rangeOf(badKey, 'rnk'));
     assert.equal(d1.severity, DiagnosticSeverity.Error);
-    assert.match(d1.message, /unknown key 'rnk'.*did you mean 'rank'/);
+    assert.match(messageText(d1.message), /unknown key 'rnk'.*did you mean 'rank'/);
 
     const badTarget = GOOD_CONFIG.replace('    - value', '    - valeu');
     const c2 = ws.config('bad-target', badTarget);
     s.open(c2.uri, badTarget);
     const d2 = only(await s.diagnosticsOf(c2.uri), 'the target');
     assert.deepEqual(d2.range, rangeOf(badTarget, 'valeu'));
-    assert.match(d2.message, /target 'valeu' matches no module.*did you mean 'value'/);
+    assert.match(messageText(d2.message), /target 'valeu' matches no module.*did you mean 'value'/);
     // The quick fix replaces the target with the module key; applying it clears the diagnostic.
     const actions = await s.conn.sendRequest(CodeActionRequest.type, { textDocument: { uri: c2.uri }, range: d2.range, context: { diagnostics: [d2] } });
     const fix = (actions ?? []).find((a): a is CodeAction => 'edit' in a && a.isPreferred === true);
@@ -74,17 +74,17 @@ test('diagnostics: a good config has none; a bad key, a target matching nothing,
     s.open(c3.uri, bigRank);
     const d3 = only(await s.diagnosticsOf(c3.uri), 'the rank');
     assert.deepEqual(d3.range, rangeOf(bigRank, '40'));
-    assert.match(d3.message, /rank 40 exceeds min\(out, in\) = 32 of bert\.encoder\.layer\.0\.attention\.self\.query \(32 × 32\)/);
+    assert.match(messageText(d3.message), /rank 40 exceeds min\(out, in\) = 32 of bert\.encoder\.layer\.0\.attention\.self\.query \(32 × 32\)/);
 
     const badColumn = GOOD_CONFIG.replace('  label: label', '  label: labl');
     const c4 = ws.config('bad-column', badColumn);
     s.open(c4.uri, badColumn);
     const d4s = await s.diagnosticsOf(c4.uri);
-    assert.equal(d4s.length, 2, `train and validation both lack 'labl': ${JSON.stringify(d4s.map((d) => d.message))}`);
+    assert.equal(d4s.length, 2, `train and validation both lack 'labl': ${JSON.stringify(d4s.map((d) => messageText(d.message)))}`);
     for (const d of d4s) {
       assert.deepEqual(d.range, rangeOf(badColumn, 'labl'));
-      assert.match(d.message, /column 'labl' is not in .*dev\.tsv|column 'labl' is not in train\.tsv/);
-      assert.match(d.message, /did you mean 'label'/);
+      assert.match(messageText(d.message), /column 'labl' is not in .*dev\.tsv|column 'labl' is not in train\.tsv/);
+      assert.match(messageText(d.message), /did you mean 'label'/);
     }
   });
 });
@@ -112,7 +112,7 @@ test('diagnostics: missing model folder, pytorch-only folder, missing data file,
       const d = only(await s.diagnosticsOf(uri), c.name);
       const expected = rangeOf(c.text, c.on.trim(), c.on === 'label\n' ? 1 : 0);
       assert.deepEqual(d.range, expected, `${c.name}: range`);
-      assert.match(d.message, c.message, c.name);
+      assert.match(messageText(d.message), c.message, c.name);
     }
   });
 });

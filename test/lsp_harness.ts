@@ -17,6 +17,11 @@ import {
 import type { Diagnostic, NotificationType, ProtocolConnection } from 'vscode-languageserver-protocol/node';
 import { fixtures, repoRoot, tempDir } from './paths';
 
+/** The text of a message that may be Markdown (LSP 3.18 allows MarkupContent in diagnostics and logs). */
+export function messageText(m: string | { value: string }): string {
+  return typeof m === 'string' ? m : m.value;
+}
+
 export const sidecarBundle = path.join(repoRoot, 'dist', 'sidecar.js');
 
 /** A running sidecar and the notifications it sent. */
@@ -33,7 +38,9 @@ export class LspSession {
       this.diagnostics.set(p.uri, list);
       this.wake();
     });
-    conn.onNotification(LogMessageNotification.type, (p) => this.logs.push(p.message));
+    conn.onNotification(LogMessageNotification.type, (p) => {
+      this.logs.push(messageText(p.message));
+    });
     proc.stderr.on('data', (d: Buffer) => this.logs.push(`stderr: ${d.toString()}`));
   }
 

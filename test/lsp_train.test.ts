@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HoverRequest } from 'vscode-languageserver-protocol/node';
 import {
-  CancelTrainingRequest, ReadMetricsRequest, StatusNotification, TrainProgressNotification, TrainRequest,
+  CancelTrainingRequest, ExportRequest, MergeRequest, ReadMetricsRequest, StatusNotification, TrainProgressNotification, TrainRequest,
 } from '../sidecar/protocol';
 import type { MetricsRecord } from '../sidecar/protocol';
 import type { StepRecord } from '../sidecar/engine/events';
@@ -54,6 +54,25 @@ test('loraxs/train runs one epoch, streams step and eval notifications, writes m
     const states = statuses.map((p) => p.state);
     const busy = states.indexOf('busy');
     assert.ok(busy >= 0 && states.indexOf('idle', busy) > busy, `busy, then idle: ${states}`);
+
+    // Merge and export the adapter through the same job runner.
+    const merged = await s.conn.sendRequest(MergeRequest.type, { uri, adapterDir: result.adapterDir, outDir: path.join(ws.dir, 'merged'), jobId: 'merge-1' });
+    assert.equal(merged.outDir, path.join(ws.dir, 'merged'));
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) assert.ok(fs.existsSync(path.join(merged.outDir, f)), `merged/${f}`);
+    assert.ok(progress.some((p) => p.runId === 'merge-1' && p.kind === 'log'), 'merge logs carry its job id');
+    const exported = await s.conn.sendRequest(ExportRequest.type, { adapterDir: result.adapterDir, format: 'peft-lora', outDir: path.join(ws.dir, 'peft') });
+    assert.ok(fs.readdirSync(exported.outDir).includes('adapter_config.json'), `peft export: ${fs.readdirSync(exported.outDir)}`);
+  });
+});
+
+test('a config error becomes a ResponseError with file:line:col', async () => {
+  const ws = makeWorkspace();
+  const { uri, file } = ws.config('no-task', GOOD_CONFIG.replace('task: classification\n', ''));
+  await withSidecar({ trusted: true, rootDir: ws.dir }, async (s) => {
+    await assert.rejects(s.conn.sendRequest(TrainRequest.type, { uri }), (e: Error) => {
+      assert.ok(e.message.startsWith(`${file}:1:1: missing key 'task'`), e.message);
+      return true;
+    });
   });
 });
 

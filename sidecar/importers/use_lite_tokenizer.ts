@@ -39,6 +39,7 @@ export function useLiteTokenizerJson(vocab: Array<[string, number | null]>): Rec
       type: 'Sequence',
       decoders: [
         { type: 'Replace', pattern: { String: '▁' }, content: ' ' },
+        { type: 'Fuse' },
         { type: 'Strip', content: ' ', start: 1, stop: 0 },
       ],
     },

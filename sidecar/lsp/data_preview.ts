@@ -12,6 +12,9 @@ export const PREVIEW_ROWS = 50;
 /** Bytes read from the start of the file at most. */
 const PREVIEW_BYTES = 256 * 1024;
 
+/** The last preview of each file, reused while the file (and data.columns) stay the same. */
+const cache = new Map<string, { key: string; table: DataTable }>();
+
 /** The start of a text file: whole lines only (a line cut by the byte limit is dropped). */
 function readHead(file: string, maxLines: number): string {
   const fd = fs.openSync(file, 'r');
@@ -36,9 +39,14 @@ export function previewTable(file: string, columns: string[] | null): DataTable 
   try {
     const format = tableFormatOf(file);
     if (!fs.existsSync(file)) return new LoraxsError(`data file ${file} does not exist`, { file });
-    if (fs.statSync(file).isDirectory()) return new LoraxsError(`data file ${file} is a folder`, { file });
-    const text = readHead(file, PREVIEW_ROWS + 1);
-    return parseTable(text, file, format, { columns });
+    const st = fs.statSync(file);
+    if (st.isDirectory()) return new LoraxsError(`data file ${file} is a folder`, { file });
+    const key = `${file}\0${JSON.stringify(columns)}\0${st.mtimeMs}\0${st.size}`;
+    const hit = cache.get(file);
+    if (hit?.key === key) return hit.table;
+    const table = parseTable(readHead(file, PREVIEW_ROWS + 1), file, format, { columns });
+    cache.set(file, { key, table });
+    return table;
   } catch (e) {
     if (e instanceof LoraxsError) return e;
     return new LoraxsError(`cannot read data file: ${(e as Error).message}`, { file });
