@@ -15,6 +15,7 @@ import { predictToFile } from './engine/predict';
 import { mergeRun } from './engine/merge_run';
 import { exportRun, EXPORT_FORMATS, type ExportFormat } from './engine/export_run';
 import { generateText } from './engine/generate';
+import { ablateCommand } from './analysis/ablate_command';
 
 type Values = Record<string, string | boolean | undefined>;
 
@@ -188,6 +189,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
       process.stdout.write(text + '\n');
     },
   },
+  ablate: ablateCommand,
   doctor: {
     summary: 'which compute backend is used and why, with a measured matmul speed',
     usage: '[--json]',

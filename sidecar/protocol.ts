@@ -7,6 +7,11 @@ import { NotificationType, RequestType } from 'vscode-languageserver-protocol';
 import type { EvalRecord, StepRecord } from './engine/events';
 import type { ExportFormat } from './engine/export_run';
 import type { ParamsReport } from './params';
+import type { AnalysisRequest } from './analysis/analysis_options';
+import type { AnalysisReport } from './analysis/analysis_run';
+import type { AblationReport, AblationRow, AnalysisKind } from './analysis/ablation_results';
+import type { InitReport, InitRun } from './analysis/init_comparison';
+import type { SpectraReport } from './analysis/spectra';
 
 /** Sidecar health, shown in the status bar (server -> client). */
 export namespace StatusNotification {
@@ -74,7 +79,7 @@ export namespace TrainProgressNotification {
 
 /** Messages from the extension to the training panel (webview). */
 export type TrainingPanelMessage =
-  | { type: 'reset'; runId: string; title: string }
+  | { type: 'reset'; runId: string; title: string; output?: string }
   | { type: 'step'; runId: string; record: StepRecord }
   | { type: 'eval'; runId: string; record: EvalRecord; best: boolean }
   | { type: 'done'; runId: string; summary: Record<string, string | number> };
@@ -178,3 +183,118 @@ export namespace ExportRequest {
   }
   export const type = new RequestType<Params, Result, void>(method);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Added with the extension client (issue 4): the rest of the training panel's messages.
+
+/** What a finished run's summary shows (extension -> training panel). */
+export interface TrainingRunSummary {
+  trainableParams: number;
+  adapterParams: number;
+  adapterBytes: number;
+  steps: number;
+  totalSteps: number;
+  seconds: number;
+  cancelled: boolean;
+  output: string;
+  adapterDir: string;
+  /** The best evaluation's metrics, when the run evaluated. */
+  best: Record<string, number> | null;
+}
+
+/**
+ * More messages from the extension to the training panel:
+ * - `load`: a run rebuilt from its metrics.jsonl (after a window reload, or "Show Training Results");
+ *   replaces what the panel holds for that run.
+ * - `phase`: a long phase (loading, SVD, evaluation) advanced.
+ * - `finished`: the run ended; the panel shows its summary.
+ * - `failed`: the run stopped with an error (`file:line:col: message`).
+ */
+export type TrainingPanelUpdate =
+  | TrainingPanelMessage
+  | { type: 'load'; runId: string; title: string; output: string; records: MetricsRecord[] }
+  | { type: 'phase'; runId: string; phase: string; done: number; total: number }
+  | { type: 'finished'; runId: string; summary: TrainingRunSummary }
+  | { type: 'failed'; runId: string; message: string };
+
+/** Messages from the training panel to the extension: it has loaded (and restored its state). */
+export type TrainingPanelRequest = { type: 'ready'; runs: Array<{ runId: string; output?: string }> };
+
+// ---------------------------------------------------------------------------------------------------
+// Added with the singular-value analyses (issue 5).
+
+/**
+ * Run an analysis of the config at `uri` (client -> server): retention ablation, ΔW projection, init
+ * comparison or spectra (sidecar/analysis). Runs in a worker; resolves with the report (also written to
+ * `<output>/analysis/<kind>.json` and `.csv`). Progress comes as AblateProgressNotification with `jobId`.
+ * Cancelling (CancelAblationRequest or the request's own cancellation) stops after the current
+ * evaluation and resolves with `cancelled: true`; measured cells are cached, so the same request resumes.
+ */
+export namespace AblateRequest {
+  export const method = 'loraxs/ablate';
+  export interface Params extends AnalysisRequest {
+    uri: string;
+    /** The id progress notifications carry; default `<kind>-<time>`. */
+    jobId?: string;
+  }
+  export type Result = AnalysisReport & { jobId: string };
+  export const type = new RequestType<Params, Result, void>(method);
+}
+
+/** Progress of an analysis (server -> client), forwarded to the analysis panel. */
+export namespace AblateProgressNotification {
+  export const method = 'loraxs/ablateProgress';
+  export type Params =
+    | { jobId: string; kind: 'phase'; phase: string; done: number; total: number }
+    | { jobId: string; kind: 'log'; message: string }
+    /** One measured ablation cell (retention, delta). */
+    | { jobId: string; kind: 'row'; row: AblationRow }
+    /** One finished comparison training (init). */
+    | { jobId: string; kind: 'run'; run: InitRun }
+    /** An evaluation inside a comparison training (init), for live curves. */
+    | { jobId: string; kind: 'eval'; record: EvalRecord };
+  export const type = new NotificationType<Params>(method);
+}
+
+/** Cancel the running analysis (client -> server); `cancelled` is false when none was running. */
+export namespace CancelAblationRequest {
+  export const method = 'loraxs/cancelAblation';
+  export interface Params {
+    jobId?: string;
+  }
+  export const type = new RequestType<Params, { cancelled: boolean }, void>(method);
+}
+
+/** The reports saved under the config's `<output>/analysis/`, for the panel to show without rerunning. */
+export namespace ReadAnalysisRequest {
+  export const method = 'loraxs/readAnalysis';
+  export interface Params {
+    uri: string;
+  }
+  export interface Result {
+    /** `<output>/analysis` */
+    dir: string;
+    retention: AblationReport | null;
+    delta: AblationReport | null;
+    init: InitReport | null;
+    spectra: SpectraReport | null;
+  }
+  export const type = new RequestType<Params, Result, void>(method);
+}
+
+/** Messages from the extension to the analysis panel (webview). */
+export type AnalysisPanelMessage =
+  | { type: 'config'; uri: string; title: string }
+  | { type: 'reports'; reports: ReadAnalysisRequest.Result }
+  | { type: 'started'; jobId: string; kind: AnalysisKind }
+  | { type: 'progress'; progress: AblateProgressNotification.Params }
+  | { type: 'finished'; report: AnalysisReport }
+  | { type: 'failed'; message: string };
+
+/** Messages from the analysis panel (webview) to the extension. */
+export type AnalysisPanelRequest =
+  | { type: 'ready' }
+  | { type: 'run'; request: AnalysisRequest }
+  | { type: 'cancel' }
+  /** Save a file the panel produced (PNG as a data URL, or CSV text) through a save dialog. */
+  | { type: 'export'; format: 'png' | 'csv'; suggestedName: string; data: string };

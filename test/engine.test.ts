@@ -140,3 +140,34 @@ output: out
   const after = result.best!.eval.perplexity;
   assert.ok(after < 0.7 * before, `perplexity ${before} -> ${after}`);
 });
+
+test('a loss that becomes infinite or NaN stops with a clear error and keeps the last good checkpoint', async () => {
+  await initBackend();
+  const ws = makeWorkspace('bert', 'seq-cls', { train: 32, dev: 8 });
+  // Update 1 runs at learning rate 0 (warmup), then 1e30 explodes R until the loss is no longer finite at
+  // some update N. A checkpoint is taken after every update (eval_every 1); it reaches the disk only when
+  // the next loss is finite, so the one on disk is from update N - 2 (whose weights gave update N - 1's
+  // finite loss), never from update N - 1.
+  const file = ws.config('nan', `model: model
+task: classification
+data: { train: train.tsv, text: sentence, label: label }
+adapter: { rank: 4, targets: [query, value] }
+training: { epochs: 3, batch_size: 16, optimizer: sgd, lr: 1.0e+30, max_grad_norm: 0, warmup_ratio: 0.1, schedule: constant, seed: 1, eval_every: 1 }
+output: out
+`);
+  const config = loadConfig(file, { requireTraining: true });
+  let failedAt = 0;
+  await assert.rejects(runTraining(config), (e: Error) => {
+    const m = /the training loss became (NaN|Infinity|-Infinity) at update (\d+) /.exec(e.message);
+    assert.ok(m, e.message);
+    failedAt = Number(m[2]);
+    assert.match(e.message, new RegExp(`last good checkpoint \\(update ${failedAt - 2}\\)`));
+    return true;
+  });
+  assert.ok(failedAt >= 3, `failed at update ${failedAt}`);
+  const state = JSON.parse(fs.readFileSync(path.join(ws.dir, 'out', 'checkpoint', 'state.json'), 'utf8'));
+  assert.equal(state.position.step, failedAt - 2);
+  const steps = fs.readFileSync(path.join(ws.dir, 'out', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(steps.length, failedAt - 1);
+  assert.ok(steps.every((r) => Number.isFinite(r.loss)));
+});

@@ -16,21 +16,28 @@ import type { ExportFormat } from '../engine/export_run';
 import { runTraining } from '../train/loop';
 import type { TrainResult } from '../train/loop';
 import { deserializeError, serializeError } from './response_errors';
+import { runAnalysis, type AnalysisReport } from '../analysis/analysis_run';
+import type { AnalysisRequest } from '../analysis/analysis_options';
+import type { AblationRow } from '../analysis/ablation_results';
+import type { InitRun } from '../analysis/init_comparison';
 import type { SerializedError } from './response_errors';
 
 export type JobSpec =
   | { kind: 'train'; configFile: string; resume: boolean }
   | { kind: 'merge'; configFile: string; adapterDir: string; outDir: string }
-  | { kind: 'export'; adapterDir: string; modelDir?: string; format: ExportFormat; outDir: string };
+  | { kind: 'export'; adapterDir: string; modelDir?: string; format: ExportFormat; outDir: string }
+  | { kind: 'ablate'; configFile: string; request: AnalysisRequest };
 
 export type JobEvent =
   | { kind: 'log'; message: string }
   | { kind: 'phase'; phase: string; done: number; total: number }
   | { kind: 'step'; record: StepRecord }
-  | { kind: 'eval'; record: EvalRecord; best: boolean };
+  | { kind: 'eval'; record: EvalRecord; best: boolean }
+  | { kind: 'row'; row: AblationRow }
+  | { kind: 'run'; run: InitRun };
 
 /** What a job resolves to: a TrainResult for `train`, the output folder for merge and export. */
-export type JobResult = { kind: 'train'; result: TrainResult } | { kind: 'folder'; outDir: string };
+export type JobResult = { kind: 'train'; result: TrainResult } | { kind: 'folder'; outDir: string } | { kind: 'analysis'; report: AnalysisReport };
 
 type WorkerMessage =
   | { type: 'event'; event: JobEvent }
@@ -51,7 +58,7 @@ export function isJobWorker(): boolean {
 // ---------------------------------------------------------------------------------------------------
 // Worker side
 
-async function runJob(job: JobSpec, events: EngineEvents, signal: AbortSignal): Promise<JobResult> {
+async function runJob(job: JobSpec, events: EngineEvents, signal: AbortSignal, post: (e: JobEvent) => void): Promise<JobResult> {
   switch (job.kind) {
     case 'train': {
       const config = loadConfig(job.configFile, { requireTraining: true, onWarning: (p) => events.log?.(`warning: ${p.message}`) });
@@ -63,6 +70,13 @@ async function runJob(job: JobSpec, events: EngineEvents, signal: AbortSignal): 
     }
     case 'export':
       return { kind: 'folder', outDir: await exportRun({ adapterDir: job.adapterDir, modelDir: job.modelDir, format: job.format, outDir: job.outDir }, events) };
+    case 'ablate': {
+      const config = loadConfig(job.configFile, { requireTraining: job.request.kind === 'init', onWarning: (p) => events.log?.(`warning: ${p.message}`) });
+      const report = await runAnalysis(config, job.request, {
+        ...events, row: (row) => post({ kind: 'row', row }), run: (run) => post({ kind: 'run', run }),
+      }, signal);
+      return { kind: 'analysis', report };
+    }
   }
 }
 
@@ -81,7 +95,7 @@ export async function runJobWorker(): Promise<void> {
     eval: (record, best) => post({ type: 'event', event: { kind: 'eval', record, best } }),
   };
   try {
-    post({ type: 'done', result: await runJob(job, events, signal) });
+    post({ type: 'done', result: await runJob(job, events, signal, (event) => post({ type: 'event', event })) });
   } catch (e) {
     post({ type: 'error', error: serializeError(e) });
   }

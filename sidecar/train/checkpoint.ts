@@ -44,26 +44,48 @@ export function trainingConfigHash(config: RunConfig): string {
   return createHash('sha256').update(JSON.stringify({ model, task, data, adapter, training: rest })).digest('hex').slice(0, 16);
 }
 
-export function saveTrainingCheckpoint(dir: string, config: RunConfig, position: TrainingPosition,
-  variables: Map<string, tf.Variable>, optimizer: SerializedOptimizerState): void {
-  const tmp = `${dir}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp, { recursive: true });
+/** A checkpoint read off the backend but not yet on disk (see the loop: written once shown good). */
+export interface PendingCheckpoint {
+  position: TrainingPosition;
+  tensors: TensorToWrite[];
+  state: StateFile;
+}
+
+/** Copies the variables and optimizer state now, so training can go on while the copy waits. */
+export function snapshotCheckpoint(config: RunConfig, position: TrainingPosition,
+  variables: Map<string, tf.Variable>, optimizer: SerializedOptimizerState): PendingCheckpoint {
   const tensors: TensorToWrite[] = [];
-  for (const [name, v] of variables) tensors.push({ name: `var/${name}`, dtype: 'F32', shape: v.shape, data: v.dataSync() as Float32Array });
+  for (const [name, v] of variables) tensors.push({ name: `var/${name}`, dtype: 'F32', shape: v.shape, data: v.dataSync().slice() as Float32Array });
   const params: StateFile['optimizer']['params'] = {};
   for (const [name, p] of Object.entries(optimizer.params)) {
     params[name] = { step: p.step, shape: p.shape, moments: !!p.m };
     if (p.m) tensors.push({ name: `m/${name}`, dtype: 'F32', shape: p.shape, data: p.m });
     if (p.v) tensors.push({ name: `v/${name}`, dtype: 'F32', shape: p.shape, data: p.v });
   }
-  writeSafetensors(path.join(tmp, 'tensors.safetensors'), tensors, { format: 'loraxs-training-checkpoint' });
-  const state: StateFile = { format: 'loraxs-training-checkpoint', version: 1, configHash: trainingConfigHash(config), position, optimizer: { kind: optimizer.kind, params } };
-  writeJsonAtomic(path.join(tmp, 'state.json'), state);
+  const state: StateFile = { format: 'loraxs-training-checkpoint', version: 1, configHash: trainingConfigHash(config), position: structuredClone(position), optimizer: { kind: optimizer.kind, params } };
+  return { position: state.position, tensors, state };
+}
+
+/** Writes a checkpoint into `dir`, replacing the previous one only once the new one is whole. */
+export function writeCheckpoint(dir: string, pending: PendingCheckpoint): void {
+  const tmp = `${dir}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { recursive: true });
+  writeSafetensors(path.join(tmp, 'tensors.safetensors'), pending.tensors, { format: 'loraxs-training-checkpoint' });
+  writeJsonAtomic(path.join(tmp, 'state.json'), pending.state);
   const old = `${dir}.old-${process.pid}`;
   if (fs.existsSync(dir)) fs.renameSync(dir, old);
   fs.renameSync(tmp, dir);
   fs.rmSync(old, { recursive: true, force: true });
+}
+
+/** Where the checkpoint in `dir` continues from, or null when there is none (reads state.json only). */
+export function loadTrainingCheckpointPosition(dir: string): TrainingPosition | null {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as StateFile).position;
+  } catch {
+    return null;
+  }
 }
 
 export interface LoadedCheckpoint {

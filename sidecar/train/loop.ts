@@ -6,7 +6,8 @@
  *       clip, learning rate from the schedule, one AdamW/SGD update, one line in metrics.jsonl
  *       evaluate when due (every epoch or every N updates); the best adapter goes to <output>/
  *       a checkpoint (R, head, optimizer moments, position) every CHECKPOINT_EVERY updates, after each
- *       evaluation, at the end of an epoch and when cancelled
+ *       evaluation, at the end of an epoch and when cancelled; it reaches the disk once the next
+ *       update's loss is finite, so a diverged run keeps its last good checkpoint
  *
  * Randomness is a function of (seed, epoch) for the data order and (seed, update) for dropout, so a run
  * resumed from a checkpoint draws exactly what an uninterrupted run would, and its metrics.jsonl (after
@@ -30,7 +31,7 @@ import { createOptimizer } from './optimizers';
 import { makeSchedule, lrAt } from './schedule';
 import { clipGradNorm } from './grad_clip';
 import { batchInputs, batchLoss, evaluate, isBetter, bestMetricOf } from './evaluation';
-import { saveTrainingCheckpoint, loadTrainingCheckpoint, type TrainingPosition } from './checkpoint';
+import { snapshotCheckpoint, writeCheckpoint, loadTrainingCheckpoint, loadTrainingCheckpointPosition, type PendingCheckpoint, type TrainingPosition } from './checkpoint';
 import { trimMetricsLog, appendMetricsLine } from './metrics_log';
 import { seedFor } from './seeds';
 
@@ -129,8 +130,17 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
 
   const saveAdapterTo = (dir: string, record: EvalRecord | null): void =>
     session.adapters?.save(dir, { head: session.head, task: config.task, labelNames: data.labelNames, numLabels, eval: record, modelDir: config.model });
-  /** Saves where to continue from: `at` is the position of the next update. */
-  const checkpoint = (at: TrainingPosition = pos): void => saveTrainingCheckpoint(checkpointDir, config, at, trainable, optimizer.state());
+  // A checkpoint is taken (copied off the backend) when due, but written to disk only once the next
+  // update's loss comes out finite, so a checkpoint on disk never holds weights that diverged.
+  let pending: PendingCheckpoint | null = null;
+  /** Takes a checkpoint: `at` is the position of the next update. */
+  const checkpoint = (at: TrainingPosition = pos): void => {
+    pending = snapshotCheckpoint(config, at, trainable, optimizer.state());
+  };
+  const flushCheckpoint = (): void => {
+    if (pending) writeCheckpoint(checkpointDir, pending);
+    pending = null;
+  };
 
   const metricName = bestMetricOf(config.task);
   const runEval = (record: { step: number; epoch: number }): void => {
@@ -198,11 +208,15 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
         }
         if (!Number.isFinite(loss)) {
           for (const g of grads.values()) g.dispose();
+          const saved = loadTrainingCheckpointPosition(checkpointDir);
           throw new LoraxsError(
             `the training loss became ${loss} at update ${pos.step + 1} (epoch ${pos.epoch}); stopped. ` +
-            `The last good checkpoint is in ${checkpointDir} (resume with --resume after lowering training.lr or setting training.max_grad_norm)`,
+            (saved
+              ? `The last good checkpoint (update ${saved.step}) is in ${checkpointDir}: lower training.lr or set training.max_grad_norm, then resume with --resume`
+              : 'No checkpoint was saved before it: lower training.lr or set training.max_grad_norm and train again'),
             { file: config.file, detail: 'training.lr' });
         }
+        flushCheckpoint(); // the weights it holds gave this finite loss
         const gradNorm = clipGradNorm(grads, tc.maxGradNorm);
         const mult = lrAt(pos.step, schedule);
         optimizer.step(grads, trainable, lrOf(mult));
@@ -229,8 +243,10 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
     }
     if (cancelled) {
       checkpoint();
+      flushCheckpoint();
       events.log?.(`cancelled at update ${pos.step}; checkpoint saved in ${checkpointDir} (continue with --resume)`);
     } else {
+      flushCheckpoint();
       saveAdapterTo(path.join(output, 'last'), null);
       if (!data.validation) saveAdapterTo(output, null);
     }

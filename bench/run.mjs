@@ -1,0 +1,51 @@
+// `npm run bench [-- PART ... | --quick]`: bundles the benchmark parts (bench/*_bench.ts) with esbuild into
+// dist/bench/, runs each in its own Node process (so peak memory is per part), then writes
+// bench/results/<date>-<machine>.json and .md from the parts' results (bench/report.mjs).
+// Parts: svd, train, tta, merge, backends (default: all). The Python references need `bash bench/setup.sh`.
+import { build } from 'esbuild';
+import { cpSync, mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join, dirname } from 'node:path';
+import { createRequire } from 'node:module';
+import { writeReport } from './report.mjs';
+
+const require = createRequire(import.meta.url);
+const root = dirname(dirname(new URL(import.meta.url).pathname));
+const ALL = ['svd', 'train', 'tta', 'merge', 'backends'];
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const noReport = args.includes('--no-report');
+const parts = args.filter((a) => !a.startsWith('--'));
+for (const p of parts) if (!ALL.includes(p)) throw new Error(`unknown part ${p}; parts: ${ALL.join(', ')}`);
+const selected = parts.length ? parts : ALL;
+
+const out = join(root, 'dist', 'bench');
+mkdirSync(join(out, 'wasm'), { recursive: true });
+const wasmDir = join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
+for (const f of readdirSync(wasmDir).filter((f) => f.endsWith('.wasm'))) cpSync(join(wasmDir, f), join(out, 'wasm', f));
+await build({
+  entryPoints: Object.fromEntries(ALL.map((p) => [`${p}_bench`, `bench/${p}_bench.ts`])),
+  outdir: out, bundle: true, sourcemap: true, logLevel: 'warning', absWorkingDir: root,
+  platform: 'node', target: 'node20', format: 'cjs', mainFields: ['module', 'main'],
+  external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu'],
+});
+
+const scratch = join(root, 'bench', 'results', 'tmp');
+const partsDir = join(scratch, 'parts');
+if (!parts.length) rmSync(partsDir, { recursive: true, force: true });
+mkdirSync(partsDir, { recursive: true });
+const env = { ...process.env, LORAXS_REPO_ROOT: root, LORAXS_BENCH_QUICK: quick ? '1' : '0' };
+let failed = 0;
+for (const part of selected) {
+  const t0 = Date.now();
+  console.error(`[bench] part ${part} ...`);
+  const r = spawnSync(process.execPath, ['--enable-source-maps', '--max-old-space-size=8192', join(out, `${part}_bench.js`)],
+    { stdio: 'inherit', cwd: root, env });
+  console.error(`[bench] part ${part}: ${r.status === 0 ? 'done' : `FAILED (exit ${r.status ?? r.signal})`} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  if (r.status !== 0) failed++;
+}
+if (!noReport && existsSync(partsDir)) {
+  const files = writeReport(root, partsDir, { quick });
+  console.error(`[bench] wrote ${files.join(', ')}`);
+}
+process.exitCode = failed ? 1 : 0;

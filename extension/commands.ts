@@ -1,0 +1,323 @@
+/**
+ * The command table: `loraxs.*` command id -> handler factory. Every handler that needs the sidecar says
+ * why when it is not running; training, merging and exporting refuse in an untrusted workspace. Handlers
+ * take optional arguments so they can run without dialogs (code lenses pass the config URI; tests pass
+ * everything).
+ */
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { ResponseError } from 'vscode-languageclient/node';
+import { CancelTrainingRequest, ExportRequest, MergeRequest, ReadMetricsRequest, TrainRequest } from '../sidecar/protocol';
+import type { TrainProgressNotification } from '../sidecar/protocol';
+import type { SidecarClient } from './client';
+import { scaffoldConfig } from './config_scaffold';
+import type { ModelConfigJson } from './config_scaffold';
+import { TrainingPanel } from './panels/training_panel';
+
+export interface CommandContext {
+  extension: vscode.ExtensionContext;
+  client: SidecarClient;
+}
+
+type Handler = (...args: unknown[]) => Promise<unknown>;
+
+const CONFIG_GLOB = '**/*.loraxs.{yaml,yml}';
+const EXPORT_FORMATS = [
+  { label: 'peft-lora', description: 'a standard PEFT LoRA folder (loads in PEFT and LoRA servers)' },
+  { label: 'loraxs-official', description: "the LoRA-XS authors' layout" },
+  { label: 'loraxs-factors', description: 'the native adapter with its frozen factors' },
+] as const;
+
+export function isConfigPath(p: string): boolean {
+  return /\.loraxs\.ya?ml$/i.test(p);
+}
+
+/** The message of an error from the sidecar (a ResponseError carries `file:line:col: message`). */
+function errorText(e: unknown): string {
+  if (e instanceof ResponseError) return e.message;
+  return e instanceof Error ? e.message : String(e);
+}
+
+function configName(uri: vscode.Uri): string {
+  return path.basename(uri.fsPath).replace(/\.loraxs\.ya?ml$/i, '');
+}
+
+/** Training, merging, exporting and reading models need a trusted workspace. */
+function refuseUntrusted(what: string): boolean {
+  if (vscode.workspace.isTrusted) return false;
+  void vscode.window.showErrorMessage(`LoRA-XS: ${what} is off in an untrusted workspace: it reads model files and runs training code. ` +
+    'Trust the workspace (Workspaces: Manage Workspace Trust) to use it.');
+  return true;
+}
+
+function refuseUnavailable(ctx: CommandContext): boolean {
+  const why = ctx.client.unavailableReason();
+  if (!why) return false;
+  void vscode.window.showErrorMessage(`LoRA-XS: ${why}`);
+  return true;
+}
+
+function asUri(arg: unknown): vscode.Uri | undefined {
+  if (arg instanceof vscode.Uri) return arg;
+  if (typeof arg === 'string' && arg) return arg.includes('://') || arg.startsWith('file:') ? vscode.Uri.parse(arg) : vscode.Uri.file(arg);
+  return undefined;
+}
+
+/** The config a command works on: its argument, the active editor's config, or one picked from the workspace. */
+async function pickConfig(arg: unknown, purpose: string): Promise<vscode.Uri | undefined> {
+  const given = asUri(arg);
+  if (given) return given;
+  const active = vscode.window.activeTextEditor?.document.uri;
+  if (active && isConfigPath(active.path)) return active;
+  const found = await vscode.workspace.findFiles(CONFIG_GLOB, '**/node_modules/**', 200);
+  if (found.length === 1) return found[0];
+  if (!found.length) {
+    const create = await vscode.window.showInformationMessage('LoRA-XS: no *.loraxs.yaml config in this workspace.', 'New LoRA-XS Config…');
+    if (create) await vscode.commands.executeCommand('loraxs.newConfig');
+    return undefined;
+  }
+  const items = found.sort((a, b) => a.path.localeCompare(b.path))
+    .map((uri) => ({ label: path.basename(uri.fsPath), description: vscode.workspace.asRelativePath(uri), uri }));
+  return (await vscode.window.showQuickPick(items, { title: `LoRA-XS: the config to ${purpose}`, matchOnDescription: true }))?.uri;
+}
+
+/** Saves the config when it is open with changes: the sidecar reads it from disk. */
+async function saveIfDirty(uri: vscode.Uri): Promise<void> {
+  const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri.toString());
+  if (doc?.isDirty) await doc.save();
+}
+
+/** The output folder a config names (the sidecar reads it), or undefined when the config has errors. */
+async function outputOf(ctx: CommandContext, uri: vscode.Uri): Promise<string | undefined> {
+  try {
+    return (await ctx.client.languageClient.sendRequest(ReadMetricsRequest.type, { uri: uri.toString() })).output;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reports a job's phase and log notifications (merge, export) into a progress notification. */
+function reportJob(ctx: CommandContext, jobId: string, progress: vscode.Progress<{ message?: string }>): vscode.Disposable {
+  return ctx.client.onProgress((p: TrainProgressNotification.Params) => {
+    if (p.runId !== jobId) return;
+    if (p.kind === 'phase') progress.report({ message: `${p.phase} ${p.done}/${p.total}` });
+    else if (p.kind === 'log') progress.report({ message: p.message });
+  });
+}
+
+function fineTune(ctx: CommandContext, resume: boolean): Handler {
+  return async (arg) => {
+    const what = resume ? 'Resume Training' : 'Fine-tuning';
+    if (refuseUntrusted(what) || refuseUnavailable(ctx)) return undefined;
+    const uri = await pickConfig(arg, resume ? 'resume' : 'fine-tune');
+    if (!uri) return undefined;
+    await saveIfDirty(uri);
+    const name = configName(uri);
+    const runId = `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    const panel = TrainingPanel.createOrShow(ctx.extension.extensionUri, ctx.client);
+    panel.startRun(runId, resume ? `${name} (resumed)` : name, await outputOf(ctx, uri));
+    ctx.client.log(`[client] ${resume ? 'resuming' : 'training'} ${uri.fsPath} as ${runId}`);
+    return vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `LoRA-XS: ${resume ? 'resuming' : 'training'} ${name}`, cancellable: true },
+      async (progress, token) => {
+        let reported = 0;
+        const sub = ctx.client.onProgress((p) => {
+          if (p.runId !== runId) return;
+          if (p.kind === 'phase') progress.report({ message: `${p.phase} ${p.done}/${p.total}` });
+          else if (p.kind === 'step') {
+            const total = p.record.total_steps;
+            const pct = total ? (100 * p.record.step) / total : 0;
+            progress.report({ message: `step ${p.record.step}${total ? `/${total}` : ''} · loss ${p.record.loss.toFixed(4)}`, increment: Math.max(0, pct - reported) });
+            reported = Math.max(reported, pct);
+          }
+        });
+        const onCancel = token.onCancellationRequested(() => {
+          progress.report({ message: 'cancelling: saving a checkpoint…' });
+          void ctx.client.languageClient.sendRequest(CancelTrainingRequest.type, { runId });
+        });
+        try {
+          const r = await ctx.client.languageClient.sendRequest(TrainRequest.type, { uri: uri.toString(), resume, runId });
+          panel.finishRun(runId, {
+            trainableParams: r.trainableParams, adapterParams: r.adapterParams, adapterBytes: r.adapterBytes, steps: r.steps,
+            totalSteps: r.totalSteps, seconds: r.seconds, cancelled: r.cancelled, output: r.output, adapterDir: r.adapterDir, best: r.best?.eval ?? null,
+          });
+          const best = r.best ? ` Best: ${Object.entries(r.best.eval).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}.` : '';
+          void vscode.window.showInformationMessage(r.cancelled
+            ? `LoRA-XS: ${name} cancelled at step ${r.steps}/${r.totalSteps}; a checkpoint is saved (Resume Training continues it).`
+            : `LoRA-XS: ${name} finished in ${r.seconds.toFixed(1)} s.${best} Adapter: ${r.adapterDir}`);
+          return r;
+        } catch (e) {
+          const message = errorText(e);
+          panel.failRun(runId, message);
+          void vscode.window.showErrorMessage(`LoRA-XS: ${message}`);
+          return undefined;
+        } finally {
+          sub.dispose();
+          onCancel.dispose();
+        }
+      },
+    );
+  };
+}
+
+function cancelTraining(ctx: CommandContext): Handler {
+  return async () => {
+    if (refuseUnavailable(ctx)) return false;
+    const { cancelled } = await ctx.client.languageClient.sendRequest(CancelTrainingRequest.type, {});
+    void vscode.window.showInformationMessage(cancelled ? 'LoRA-XS: cancelling; the run saves a checkpoint first.' : 'LoRA-XS: nothing is running.');
+    return cancelled;
+  };
+}
+
+async function askFolder(title: string, value: string): Promise<string | undefined> {
+  const v = await vscode.window.showInputBox({ title, value, prompt: 'An absolute folder path; it is created if missing', ignoreFocusOut: true });
+  return v?.trim() || undefined;
+}
+
+async function pickAdapter(defaultDir: string | undefined): Promise<string | undefined> {
+  const picked = await vscode.window.showOpenDialog({
+    canSelectFiles: false, canSelectFolders: true, canSelectMany: false, openLabel: 'Use this adapter',
+    title: 'LoRA-XS: the adapter folder (adapter.safetensors, loraxs_config.json)', defaultUri: defaultDir ? vscode.Uri.file(defaultDir) : undefined,
+  });
+  return picked?.[0]?.fsPath;
+}
+
+function merge(ctx: CommandContext): Handler {
+  return async (arg, adapterArg, outArg) => {
+    if (refuseUntrusted('Merging') || refuseUnavailable(ctx)) return undefined;
+    const uri = await pickConfig(arg, 'merge (its base model)');
+    if (!uri) return undefined;
+    await saveIfDirty(uri);
+    const output = await outputOf(ctx, uri);
+    const adapterDir = typeof adapterArg === 'string' ? adapterArg : await pickAdapter(output);
+    if (!adapterDir) return undefined;
+    const outDir = typeof outArg === 'string' ? outArg : await askFolder('LoRA-XS: the merged model folder', `${output ?? adapterDir}-merged`);
+    if (!outDir) return undefined;
+    const jobId = `merge-${Date.now()}`;
+    return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'LoRA-XS: merging the adapter', cancellable: true },
+      async (progress, token) => {
+        const sub = reportJob(ctx, jobId, progress);
+        const onCancel = token.onCancellationRequested(() => void ctx.client.languageClient.sendRequest(CancelTrainingRequest.type, { runId: jobId }));
+        try {
+          const r = await ctx.client.languageClient.sendRequest(MergeRequest.type, { uri: uri.toString(), adapterDir, outDir, jobId });
+          void vscode.window.showInformationMessage(`LoRA-XS: merged model written to ${r.outDir}`);
+          return r;
+        } catch (e) {
+          void vscode.window.showErrorMessage(`LoRA-XS: merge failed: ${errorText(e)}`);
+          return undefined;
+        } finally {
+          sub.dispose();
+          onCancel.dispose();
+        }
+      });
+  };
+}
+
+function exportAdapter(ctx: CommandContext): Handler {
+  return async (adapterArg, formatArg, outArg) => {
+    if (refuseUntrusted('Exporting') || refuseUnavailable(ctx)) return undefined;
+    const active = vscode.window.activeTextEditor?.document.uri;
+    const output = active && isConfigPath(active.path) ? await outputOf(ctx, active) : undefined;
+    const adapterDir = typeof adapterArg === 'string' ? adapterArg : await pickAdapter(output);
+    if (!adapterDir) return undefined;
+    const format = typeof formatArg === 'string' ? formatArg
+      : (await vscode.window.showQuickPick(EXPORT_FORMATS.map((f) => ({ ...f })), { title: 'LoRA-XS: export format' }))?.label;
+    if (!format) return undefined;
+    const outDir = typeof outArg === 'string' ? outArg : await askFolder(`LoRA-XS: the ${format} folder`, `${adapterDir}-${format}`);
+    if (!outDir) return undefined;
+    const jobId = `export-${Date.now()}`;
+    return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `LoRA-XS: exporting ${format}`, cancellable: true },
+      async (progress, token) => {
+        const sub = reportJob(ctx, jobId, progress);
+        const onCancel = token.onCancellationRequested(() => void ctx.client.languageClient.sendRequest(CancelTrainingRequest.type, { runId: jobId }));
+        try {
+          const r = await ctx.client.languageClient.sendRequest(ExportRequest.type, { adapterDir, format: format as ExportRequest.Params['format'], outDir, jobId });
+          void vscode.window.showInformationMessage(`LoRA-XS: ${format} export written to ${r.outDir}`);
+          return r;
+        } catch (e) {
+          void vscode.window.showErrorMessage(`LoRA-XS: export failed: ${errorText(e)}`);
+          return undefined;
+        } finally {
+          sub.dispose();
+          onCancel.dispose();
+        }
+      });
+  };
+}
+
+function showResults(ctx: CommandContext): Handler {
+  return async (arg) => {
+    if (refuseUntrusted('Reading training results') || refuseUnavailable(ctx)) return undefined;
+    const uri = await pickConfig(arg, 'show the results of');
+    if (!uri) return undefined;
+    const panel = TrainingPanel.createOrShow(ctx.extension.extensionUri, ctx.client);
+    try {
+      const r = await ctx.client.languageClient.sendRequest(ReadMetricsRequest.type, { uri: uri.toString() });
+      if (!r.records.length) void vscode.window.showInformationMessage(`LoRA-XS: ${configName(uri)} has no results yet (${path.join(r.output, 'metrics.jsonl')} is missing or empty).`);
+      await panel.loadRun(r.output, configName(uri));
+      return r.records.length;
+    } catch (e) {
+      void vscode.window.showErrorMessage(`LoRA-XS: ${errorText(e)}`);
+      return undefined;
+    }
+  };
+}
+
+function newConfig(ctx: CommandContext): Handler {
+  return async (modelArg, targetArg) => {
+    const modelUri = asUri(modelArg) ?? (await vscode.window.showOpenDialog({
+      canSelectFiles: false, canSelectFolders: true, canSelectMany: false, openLabel: 'Use this model',
+      title: 'LoRA-XS: a Hugging Face model folder (config.json, *.safetensors, tokenizer.json)',
+      defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
+    }))?.[0];
+    if (!modelUri) return undefined;
+    let model: ModelConfigJson;
+    try {
+      model = JSON.parse(new TextDecoder().decode(await vscode.workspace.fs.readFile(vscode.Uri.joinPath(modelUri, 'config.json')))) as ModelConfigJson;
+    } catch (e) {
+      void vscode.window.showErrorMessage(`LoRA-XS: ${modelUri.fsPath} has no readable config.json: ${errorText(e)}`);
+      return undefined;
+    }
+    const folder = vscode.workspace.getWorkspaceFolder(modelUri)?.uri ?? vscode.workspace.workspaceFolders?.[0]?.uri ?? vscode.Uri.file(path.dirname(modelUri.fsPath));
+    let target = asUri(targetArg);
+    if (!target) {
+      const base = path.basename(modelUri.fsPath);
+      for (let i = 1; ; i++) {
+        const candidate = vscode.Uri.joinPath(folder, `${base}${i > 1 ? `-${i}` : ''}.loraxs.yaml`);
+        try {
+          await vscode.workspace.fs.stat(candidate);
+        } catch {
+          target = candidate;
+          break;
+        }
+      }
+    }
+    const rel = path.relative(path.dirname(target.fsPath), modelUri.fsPath).split(path.sep).join('/') || '.';
+    const text = scaffoldConfig(model, { modelPath: rel, output: `runs/${configName(target)}` });
+    await vscode.workspace.fs.writeFile(target, new TextEncoder().encode(text));
+    await vscode.window.showTextDocument(target);
+    return target;
+  };
+}
+
+function ablate(): Handler {
+  return async () => {
+    void vscode.window.showInformationMessage('LoRA-XS: ablations are coming with the analysis panel.');
+    return undefined;
+  };
+}
+
+/** Every command the extension registers (package.json contributes the palette entries). */
+export function commandTable(ctx: CommandContext): Record<string, Handler> {
+  return {
+    'loraxs.fineTune': fineTune(ctx, false),
+    'loraxs.resumeTraining': fineTune(ctx, true),
+    'loraxs.cancelTraining': cancelTraining(ctx),
+    'loraxs.merge': merge(ctx),
+    'loraxs.export': exportAdapter(ctx),
+    'loraxs.showResults': showResults(ctx),
+    'loraxs.newConfig': newConfig(ctx),
+    'loraxs.ablate': ablate(),
+    'loraxs.showOutput': async () => ctx.client.output.show(true),
+  };
+}

@@ -1,0 +1,327 @@
+/**
+ * The training panel's browser side (bundled to dist/webview/training_panel.js with Chart.js): loss and
+ * learning-rate curves per update for every run (overlaid), validation metrics per evaluation with the
+ * best marked, throughput and ETA of a live run, and each finished run's summary.
+ *
+ * State lives in `vscode.setState`, so the panel survives being hidden (the page is rebuilt from it) and
+ * a window reload (the serializer hands the state back; the extension then reloads metrics.jsonl).
+ * Everything from configs, models and data is set with textContent, never parsed as HTML.
+ */
+import {
+  CategoryScale, Chart, Legend, LineController, LineElement, LinearScale, LogarithmicScale, PointElement, Tooltip,
+} from 'chart.js';
+import type { MetricsRecord, TrainingPanelRequest, TrainingPanelUpdate, TrainingRunSummary } from '../sidecar/protocol';
+import type { EvalRecord, StepRecord } from '../sidecar/engine/events';
+import './training_panel.css';
+
+Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
+
+interface VsCodeApi {
+  postMessage(message: TrainingPanelRequest): void;
+  getState(): PanelState | undefined;
+  setState(state: PanelState): void;
+}
+declare function acquireVsCodeApi(): VsCodeApi;
+
+interface EvalView {
+  record: EvalRecord;
+  best: boolean;
+}
+
+interface RunView {
+  runId: string;
+  title: string;
+  output?: string;
+  steps: StepRecord[];
+  evals: EvalView[];
+  /** Arrival time (ms) of the first and the latest update while live, for the ETA. */
+  firstStepAt?: number;
+  lastStepAt?: number;
+  phase?: string;
+  summary?: TrainingRunSummary;
+  error?: string;
+}
+
+interface PanelState {
+  runs: RunView[];
+}
+
+const vscode = acquireVsCodeApi();
+const state: PanelState = vscode.getState() ?? { runs: [] };
+
+// ---------------------------------------------------------------------------------------------------
+// Applying messages
+
+function runOf(runId: string, title?: string): RunView {
+  let run = state.runs.find((r) => r.runId === runId);
+  if (!run) {
+    run = { runId, title: title ?? runId, steps: [], evals: [] };
+    state.runs.push(run);
+  }
+  if (title) run.title = title;
+  return run;
+}
+
+/** Marks the best evaluation of a run from metrics.jsonl: the last eval the engine flagged, else none. */
+function evalsFromRecords(records: MetricsRecord[]): EvalView[] {
+  return records.filter((r): r is EvalRecord & { baseline?: boolean } => 'eval' in r).map((record) => ({ record, best: false }));
+}
+
+function apply(m: TrainingPanelUpdate): void {
+  switch (m.type) {
+    case 'reset': {
+      const run = runOf(m.runId, m.title);
+      run.steps = [];
+      run.evals = [];
+      run.summary = undefined;
+      run.error = undefined;
+      run.phase = 'starting';
+      if (m.output) run.output = m.output;
+      run.firstStepAt = run.lastStepAt = undefined;
+      break;
+    }
+    case 'load': {
+      const run = runOf(m.runId, m.title);
+      run.output = m.output;
+      run.steps = m.records.filter((r): r is StepRecord => 'loss' in r);
+      run.evals = evalsFromRecords(m.records);
+      markBestByFirstMetric(run);
+      run.phase = undefined;
+      break;
+    }
+    case 'step': {
+      const run = runOf(m.runId);
+      const now = Date.now();
+      run.firstStepAt ??= now;
+      run.lastStepAt = now;
+      // A resumed run, or records already loaded from metrics.jsonl, may overlap: keep the newest.
+      while (run.steps.length && run.steps[run.steps.length - 1].step >= m.record.step) run.steps.pop();
+      run.steps.push(m.record);
+      run.phase = undefined;
+      break;
+    }
+    case 'eval': {
+      const run = runOf(m.runId);
+      if (m.best) for (const e of run.evals) e.best = false;
+      run.evals = run.evals.filter((e) => e.record.step !== m.record.step);
+      run.evals.push({ record: m.record, best: m.best });
+      break;
+    }
+    case 'phase':
+      runOf(m.runId).phase = `${m.phase} ${m.done}/${m.total}`;
+      break;
+    case 'done':
+      break;
+    case 'finished': {
+      const run = runOf(m.runId);
+      run.summary = m.summary;
+      run.output = m.summary.output;
+      run.phase = undefined;
+      break;
+    }
+    case 'failed': {
+      const run = runOf(m.runId);
+      run.error = m.message;
+      run.phase = undefined;
+      break;
+    }
+  }
+}
+
+/**
+ * After a reload the best flags are not in metrics.jsonl: take the evaluation (after the baseline) with
+ * the highest accuracy / lowest loss-like first metric.
+ */
+function markBestByFirstMetric(run: RunView): void {
+  const trained = run.evals.filter((e) => e.record.step > 0);
+  if (!trained.length) return;
+  const key = Object.keys(trained[0].record.eval)[0];
+  if (key === undefined) return;
+  const lowerIsBetter = /loss|perplexity|mse|mae|error/i.test(key);
+  let best = trained[0];
+  for (const e of trained) {
+    const v = e.record.eval[key];
+    if (lowerIsBetter ? v < best.record.eval[key] : v > best.record.eval[key]) best = e;
+  }
+  best.best = true;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Drawing
+
+const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+
+function cssVar(name: string, fallback: string): string {
+  return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, className?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  if (className) e.className = className;
+  return e;
+}
+
+function lineChart(canvas: HTMLCanvasElement, yTitle: string): Chart<'line', Array<{ x: number; y: number }>> {
+  const fg = cssVar('--vscode-foreground', '#ccc');
+  const grid = cssVar('--vscode-editorWidget-border', 'rgba(128,128,128,0.3)');
+  return new Chart(canvas, {
+    type: 'line',
+    data: { datasets: [] },
+    options: {
+      animation: false,
+      parsing: false,
+      normalized: true,
+      responsive: true,
+      maintainAspectRatio: false,
+      interaction: { mode: 'nearest', intersect: false },
+      plugins: { legend: { labels: { color: fg, boxWidth: 12 } } },
+      scales: {
+        x: { type: 'linear', title: { display: true, text: 'step', color: fg }, ticks: { color: fg }, grid: { color: grid } },
+        y: { type: 'linear', title: { display: true, text: yTitle, color: fg }, ticks: { color: fg }, grid: { color: grid } },
+      },
+    },
+  });
+}
+
+const lossCanvas = document.getElementById('loss-chart') as HTMLCanvasElement;
+const lrCanvas = document.getElementById('lr-chart') as HTMLCanvasElement;
+const lossChart = lineChart(lossCanvas, 'training loss');
+const lrChart = lineChart(lrCanvas, 'learning rate');
+const runsBox = document.getElementById('runs') as HTMLElement;
+const emptyBox = document.getElementById('empty') as HTMLElement;
+
+function fmt(v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  if (Number.isInteger(v)) return v.toLocaleString('en-US');
+  const a = Math.abs(v);
+  return a !== 0 && (a < 1e-3 || a >= 1e5) ? v.toExponential(3) : v.toFixed(4);
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+}
+
+/** Throughput and ETA of a live run: tokens/s of the latest update, time left from the mean update time. */
+function liveLine(run: RunView): string | null {
+  const last = run.steps.at(-1);
+  if (!last || run.summary || run.error) return null;
+  const parts = [`step ${last.step}${last.total_steps ? ` / ${last.total_steps}` : ''}`, `${Math.round(last.tokens_per_s).toLocaleString('en-US')} tokens/s`];
+  if (last.total_steps && run.firstStepAt !== undefined && run.lastStepAt !== undefined && run.steps.length > 1) {
+    const perStep = (run.lastStepAt - run.firstStepAt) / (run.steps.length - 1) / 1000;
+    parts.push(`ETA ${duration(perStep * (last.total_steps - last.step))}`);
+  }
+  return parts.join(' · ');
+}
+
+function evalTable(run: RunView): HTMLTableElement {
+  const table = el('table', undefined, 'evals');
+  const keys = [...new Set(run.evals.flatMap((e) => Object.keys(e.record.eval)))];
+  const head = el('tr');
+  for (const h of ['', 'step', 'epoch', ...keys]) head.append(el('th', h));
+  table.append(head);
+  for (const e of run.evals) {
+    const tr = el('tr', undefined, e.best ? 'best' : undefined);
+    tr.append(el('td', e.best ? '★ best' : e.record.step === 0 ? 'baseline' : ''), el('td', String(e.record.step)), el('td', String(e.record.epoch)));
+    for (const k of keys) tr.append(el('td', k in e.record.eval ? fmt(e.record.eval[k]) : ''));
+    table.append(tr);
+  }
+  return table;
+}
+
+function summaryBox(s: TrainingRunSummary): HTMLElement {
+  const box = el('div', undefined, 'summary');
+  box.dataset.finalMetric = s.best ? Object.entries(s.best).map(([k, v]) => `${k}=${v}`).join(',') : '';
+  box.append(el('h3', s.cancelled ? 'Cancelled (checkpoint saved: Resume Training continues it)' : 'Finished'));
+  const rows: Array<[string, string]> = [
+    ['updates', `${s.steps.toLocaleString('en-US')} of ${s.totalSteps.toLocaleString('en-US')}`],
+    ['time', duration(s.seconds)],
+    ['trainable parameters', `${s.trainableParams.toLocaleString('en-US')} (LoRA-XS R: ${s.adapterParams.toLocaleString('en-US')})`],
+    ['adapter size', bytes(s.adapterBytes)],
+  ];
+  if (s.best) for (const [k, v] of Object.entries(s.best)) rows.push([`best ${k}`, fmt(v)]);
+  rows.push(['output', s.output], ['adapter', s.adapterDir]);
+  const table = el('table');
+  for (const [k, v] of rows) {
+    const tr = el('tr');
+    tr.append(el('th', k), el('td', v));
+    table.append(tr);
+  }
+  box.append(table);
+  return box;
+}
+
+function render(): void {
+  const datasets = (pick: (s: StepRecord) => number) => state.runs.map((run, i) => ({
+    label: run.title,
+    data: run.steps.map((s) => ({ x: s.step, y: pick(s) })),
+    borderColor: PALETTE[i % PALETTE.length],
+    backgroundColor: PALETTE[i % PALETTE.length],
+    borderWidth: 1.5,
+    pointRadius: run.steps.length > 60 ? 0 : 2,
+    tension: 0,
+  }));
+  lossChart.data.datasets = datasets((s) => s.loss);
+  lrChart.data.datasets = datasets((s) => s.lr);
+  lossChart.update('none');
+  lrChart.update('none');
+  const points = state.runs.reduce((n, r) => n + r.steps.length, 0);
+  lossCanvas.dataset.points = String(points);
+  lrCanvas.dataset.points = String(points);
+  emptyBox.hidden = state.runs.length > 0;
+
+  runsBox.replaceChildren();
+  state.runs.forEach((run, i) => {
+    const section = el('section', undefined, 'run');
+    section.dataset.runId = run.runId;
+    const h = el('h2');
+    const swatch = el('span', '■ ', 'swatch');
+    swatch.style.color = PALETTE[i % PALETTE.length];
+    h.append(swatch, document.createTextNode(run.title));
+    section.append(h);
+    if (run.output) section.append(el('div', run.output, 'path'));
+    if (run.phase) section.append(el('div', run.phase, 'phase'));
+    const live = liveLine(run);
+    if (live) section.append(el('div', live, 'live'));
+    if (run.error) section.append(el('pre', run.error, 'error'));
+    if (run.evals.length) {
+      section.append(el('h3', 'Validation'));
+      section.append(evalTable(run));
+    }
+    if (run.summary) section.append(summaryBox(run.summary));
+    runsBox.append(section);
+  });
+  document.body.dataset.runs = String(state.runs.length);
+  document.body.dataset.finished = String(state.runs.filter((r) => r.summary).length);
+}
+
+// Coalesce bursts of messages into one redraw per animation frame.
+let pending = false;
+function scheduleRender(): void {
+  if (pending) return;
+  pending = true;
+  requestAnimationFrame(() => {
+    pending = false;
+    render();
+    vscode.setState(state);
+  });
+}
+
+window.addEventListener('message', (e: MessageEvent<TrainingPanelUpdate>) => {
+  const m = e.data;
+  if (!m || typeof m !== 'object' || typeof (m as { type?: unknown }).type !== 'string') return;
+  apply(m);
+  scheduleRender();
+});
+
+render();
+vscode.postMessage({ type: 'ready', runs: state.runs.map((r) => ({ runId: r.runId, output: r.output })) });
