@@ -5,7 +5,7 @@ import platform
 
 def versions():
     out = {"python": platform.python_version()}
-    for name in ("numpy", "scipy", "sklearn", "safetensors", "torch"):
+    for name in ("numpy", "scipy", "sklearn", "safetensors", "torch", "transformers"):
         try:
             mod = __import__(name)
             out[name] = getattr(mod, "__version__", "?")

@@ -6,6 +6,7 @@ import { build } from 'esbuild';
 import { cpSync, mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
+import { loadavg } from 'node:os';
 import { createRequire } from 'node:module';
 import { writeReport } from './report.mjs';
 
@@ -35,6 +36,8 @@ const partsDir = join(scratch, 'parts');
 if (!parts.length) rmSync(partsDir, { recursive: true, force: true });
 mkdirSync(partsDir, { recursive: true });
 const env = { ...process.env, LORAXS_REPO_ROOT: root, LORAXS_BENCH_QUICK: quick ? '1' : '0' };
+const loadBefore = loadavg();
+console.error(`[bench] load average before: ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`);
 let failed = 0;
 for (const part of selected) {
   const t0 = Date.now();
@@ -45,7 +48,7 @@ for (const part of selected) {
   if (r.status !== 0) failed++;
 }
 if (!noReport && existsSync(partsDir)) {
-  const files = writeReport(root, partsDir, { quick });
+  const files = writeReport(root, partsDir, { quick, loadBefore });
   console.error(`[bench] wrote ${files.join(', ')}`);
 }
 process.exitCode = failed ? 1 : 0;

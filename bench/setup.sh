@@ -15,6 +15,6 @@ if [[ ! -x "$venv/bin/python" ]]; then
   "$python" -m venv "$venv"
 fi
 pins=(numpy==2.4.6 scipy==1.17.1 scikit-learn==1.9.1 joblib==1.6.0 threadpoolctl==3.8.0 safetensors==0.8.0)
-if [[ $with_torch == 1 ]]; then pins+=(torch==2.15.0); fi
+if [[ $with_torch == 1 ]]; then pins+=(torch==2.15.0 transformers==5.24.0); fi
 "$venv/bin/python" -m pip install --disable-pip-version-check -q "${pins[@]}"
 "$venv/bin/python" "$here/py_versions.py"

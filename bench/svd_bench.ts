@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import * as tf from '../sidecar/tf';
 import { initBackend, measureMatmulGflops } from '../sidecar/backend';
 import { randomizedSvd } from '../sidecar/loraxs/svd';
+import { randomizedSvdNoTranspose } from './svd_no_transpose';
 import { exactSvd } from '../sidecar/loraxs/exact_svd';
 import { writeSafetensors } from '../sidecar/io/safetensors';
 import { openCheckpoint, loadWeights } from '../sidecar/io/checkpoint';
@@ -39,6 +40,8 @@ interface ModelSpec {
   /** Loads (or makes) the weights of one layer's modules. */
   weights(layer: Module[]): Map<string, tf.Tensor2D>;
   source: string;
+  /** Whether the engine's exact SVD is timed too (skipped where layer 0 alone would take minutes). */
+  engineExact: boolean;
 }
 
 const POWER_SWEEP = [1, 2, 4, 7, 10];
@@ -77,10 +80,10 @@ function decayingMatrix(m: number, n: number, rng: Rng): tf.Tensor2D {
   });
 }
 
-function syntheticSpec(model: string, layers: number, kinds: Array<[string, number, number]>, prefix: (l: number) => string): ModelSpec {
+function syntheticSpec(model: string, layers: number, kinds: Array<[string, number, number]>, prefix: (l: number) => string, engineExact: boolean): ModelSpec {
   const rng = new Rng(2024);
   return {
-    model, rank: 16, source: 'synthetic: σ_i = 2·(1+i)^-0.7, random singular vectors (Householder products)',
+    model, rank: 16, engineExact, source: 'synthetic: σ_i = 2·(1+i)^-0.7, random singular vectors (Householder products)',
     modules: layered(quick ? 2 : layers, kinds, prefix),
     weights: (mods) => new Map(mods.map((m) => [m.name, decayingMatrix(m.out, m.in, rng)])),
   };
@@ -99,7 +102,7 @@ function checkpointSpec(model: string, dir: string, rank: number, targets: strin
     return { name, kind: name.replace(/\.\d+\./, '.*.'), layer, out: o, in: i };
   });
   return {
-    model, rank, modules, source: `real weights: ${dir}`,
+    model, rank, modules, engineExact: true, source: `real weights: ${dir}`,
     weights: (mods) => {
       const w = loadWeights(ckpt, mods.map((m) => `${m.name}.weight`));
       return new Map(mods.map((m) => [m.name, w.get(`${m.name}.weight`) as tf.Tensor2D]));
@@ -132,7 +135,11 @@ interface ModuleRow {
   name: string;
   shape: [number, number];
   engine_p4_s: number;
-  engine_p10_s: number;
+  /** only on the accuracy layers */
+  engine_p10_s?: number;
+  /** bench/svd_no_transpose.ts (a proposal), 4 and 10 power iterations */
+  no_transpose_p4_s: number;
+  no_transpose_p10_s: number;
   sklearn_s: number | null;
   exact_ref_s?: number;
   engine_exact_s?: number;
@@ -140,6 +147,8 @@ interface ModuleRow {
   err_engine_p10?: number;
   err_sklearn?: number;
   err_engine_exact?: number;
+  err_no_transpose_p4?: number;
+  err_no_transpose_p10?: number;
 }
 
 async function benchModel(spec: ModelSpec, py: PyServer | null): Promise<Record<string, unknown>> {
@@ -161,34 +170,43 @@ async function benchModel(spec: ModelSpec, py: PyServer | null): Promise<Record<
       if (!warmed) {
         // Warm-up (wasm kernels, Python imports and BLAS threads): not timed.
         randomizedSvd(W, rank, { oversamples: 10, powerIters: 4 }, new Rng(1));
-        await py?.request({ cmd: 'svd', file, name: m.name, rank, n_iter: 10 });
+        randomizedSvdNoTranspose(W, rank, { oversamples: 10, powerIters: 4 }, new Rng(1));
+        await py?.request({ cmd: 'svd', file, name: m.name, rank, n_iter: 10, exact_time: true });
         warmed = true;
       }
       const withExact = layer === layers[0];
+      const engineExact = withExact && spec.engineExact;
       const withAccuracy = layer < layers[0] + ACCURACY_LAYERS;
       const p4 = seconds(() => randomizedSvd(W, rank, { oversamples: 10, powerIters: 4 }, new Rng(1)));
       const ref: Reply = py ? await py.request({ cmd: 'svd', file, name: m.name, rank, n_iter: 10, exact_time: withExact, exact_sigma: withAccuracy }) : {};
       if (ref.error) throw new Error(`svd_ref.py: ${ref.error}`);
-      const p10 = seconds(() => randomizedSvd(W, rank, { oversamples: 10, powerIters: 10 }, new Rng(1)));
+      const p10 = withAccuracy ? seconds(() => randomizedSvd(W, rank, { oversamples: 10, powerIters: 10 }, new Rng(1))) : null;
+      const nt4 = seconds(() => randomizedSvdNoTranspose(W, rank, { oversamples: 10, powerIters: 4 }, new Rng(1)));
+      const nt10 = seconds(() => randomizedSvdNoTranspose(W, rank, { oversamples: 10, powerIters: 10 }, new Rng(1)));
       const row: ModuleRow = {
-        name: m.name, shape: [m.out, m.in], engine_p4_s: p4.s, engine_p10_s: p10.s,
+        name: m.name, shape: [m.out, m.in], engine_p4_s: p4.s, engine_p10_s: p10?.s,
+        no_transpose_p4_s: nt4.s, no_transpose_p10_s: nt10.s,
         sklearn_s: typeof ref.sklearn_s === 'number' ? ref.sklearn_s : null,
       };
       if (withExact) {
         if (typeof ref.exact_s === 'number') row.exact_ref_s = ref.exact_s;
         exactPath = String(ref.exact_path ?? '');
-        const ex = seconds(() => exactSvd(W.dataSync(), m.out, m.in));
-        row.engine_exact_s = ex.s;
-        if (Array.isArray(ref.sigma)) row.err_engine_exact = maxRelErr(ex.value.S, ref.sigma as number[], rank);
+        if (engineExact) {
+          const ex = seconds(() => exactSvd(W.dataSync(), m.out, m.in));
+          row.engine_exact_s = ex.s;
+          if (Array.isArray(ref.sigma)) row.err_engine_exact = maxRelErr(ex.value.S, ref.sigma as number[], rank);
+        }
       }
       if (Array.isArray(ref.sigma)) {
         const sigma = ref.sigma as number[];
         row.err_engine_p4 = maxRelErr(p4.value.S, sigma, rank);
-        row.err_engine_p10 = maxRelErr(p10.value.S, sigma, rank);
+        if (p10) row.err_engine_p10 = maxRelErr(p10.value.S, sigma, rank);
+        row.err_no_transpose_p4 = maxRelErr(nt4.value.S, sigma, rank);
+        row.err_no_transpose_p10 = maxRelErr(nt10.value.S, sigma, rank);
         row.err_sklearn = maxRelErr(ref.sklearn_sigma as number[], sigma, rank);
         if (layer === layers[0]) {
           for (const p of POWER_SWEEP) {
-            const t = seconds(() => randomizedSvd(W, rank, { oversamples: 10, powerIters: p }, new Rng(1)));
+            const t = seconds(() => randomizedSvdNoTranspose(W, rank, { oversamples: 10, powerIters: p }, new Rng(1)));
             const e = sweep.get(p)!;
             e.s += t.s;
             e.errs.push(maxRelErr(t.value.S, sigma, rank));
@@ -225,7 +243,9 @@ async function benchModel(spec: ModelSpec, py: PyServer | null): Promise<Record<
     layers: layers.length,
     parameters: spec.modules.reduce((s, m) => s + m.out * m.in, 0),
     engine_p4_s: sum((row) => row.engine_p4_s),
-    engine_p10_s: sum((row) => row.engine_p10_s),
+    engine_p10_s_accuracy_layers: sum((row) => row.engine_p10_s),
+    no_transpose_p4_s: sum((row) => row.no_transpose_p4_s),
+    no_transpose_p10_s: sum((row) => row.no_transpose_p10_s),
     sklearn_s: py ? sum((row) => row.sklearn_s) : null,
     exact_ref_s: extrapolate((row) => row.exact_ref_s),
     exact_ref_path: exactPath || null,
@@ -234,11 +254,13 @@ async function benchModel(spec: ModelSpec, py: PyServer | null): Promise<Record<
     max_rel_err: {
       engine_p4: maxOf((row) => row.err_engine_p4),
       engine_p10: maxOf((row) => row.err_engine_p10),
+      no_transpose_p4: maxOf((row) => row.err_no_transpose_p4),
+      no_transpose_p10: maxOf((row) => row.err_no_transpose_p10),
       sklearn_n_iter_10: maxOf((row) => row.err_sklearn),
       engine_exact: maxOf((row) => row.err_engine_exact),
     },
     accuracy_modules: rows.filter((row) => row.err_engine_p4 !== undefined).length,
-    power_sweep_layer0: POWER_SWEEP.map((p) => ({ power_iters: p, s: sweep.get(p)!.s, max_rel_err: sweep.get(p)!.errs.length ? Math.max(...sweep.get(p)!.errs) : null })),
+    power_sweep_layer0_no_transpose: POWER_SWEEP.map((p) => ({ power_iters: p, s: sweep.get(p)!.s, max_rel_err: sweep.get(p)!.errs.length ? Math.max(...sweep.get(p)!.errs) : null })),
     rows,
   };
 }
@@ -250,9 +272,9 @@ async function main(): Promise<void> {
   if (!py) log(`SVD references not run: ${(started as { why: string }).why}`);
   const specs: Array<ModelSpec | string> = [
     syntheticSpec('RoBERTa-base-shaped', 12, [['attention.self.query', 768, 768], ['attention.self.value', 768, 768],
-      ['attention.output.dense', 768, 768], ['output.dense', 768, 3072]], (l) => `roberta.encoder.layer.${l}`),
+      ['attention.output.dense', 768, 768], ['output.dense', 768, 3072]], (l) => `roberta.encoder.layer.${l}`, true),
     syntheticSpec('Qwen2-0.5B-shaped', 24, [['self_attn.q_proj', 896, 896], ['self_attn.k_proj', 128, 896], ['self_attn.v_proj', 128, 896],
-      ['self_attn.o_proj', 896, 896], ['mlp.gate_proj', 4864, 896], ['mlp.up_proj', 4864, 896], ['mlp.down_proj', 896, 4864]], (l) => `model.layers.${l}`),
+      ['self_attn.o_proj', 896, 896], ['mlp.gate_proj', 4864, 896], ['mlp.up_proj', 4864, 896], ['mlp.down_proj', 896, 4864]], (l) => `model.layers.${l}`, false),
     checkpointSpec('stories260K (real)', path.join(sharedDir, 'models', 'stories260k'), 8, ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
     await useLiteSpec(),
   ];

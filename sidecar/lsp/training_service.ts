@@ -65,6 +65,8 @@ export class JobService {
   private async run<T>(id: string, spec: JobSpec, busyMessage: string, token: CancellationToken, finish: (r: Awaited<RunningJob['done']>) => T): Promise<T> {
     const c = this.o.connection;
     const forward = (e: JobEvent): void => {
+      // Analysis rows and runs (ablation_service.ts) never come from train, merge or export jobs.
+      if (e.kind === 'row' || e.kind === 'run') return;
       const params: TrainProgressNotification.Params = e.kind === 'log' ? { runId: id, kind: 'log', message: e.message }
         : e.kind === 'phase' ? { runId: id, kind: 'phase', phase: e.phase, done: e.done, total: e.total }
         : e.kind === 'step' ? { runId: id, kind: 'step', record: e.record }

@@ -20,6 +20,23 @@ export function accuracy(pred: ArrayLike<number>, gold: ArrayLike<number>): numb
   return hit / pred.length;
 }
 
+/**
+ * Balanced accuracy (sklearn `balanced_accuracy_score`): the mean over the classes present in the references
+ * of each class's recall.
+ */
+export function balancedAccuracy(pred: ArrayLike<number>, gold: ArrayLike<number>): number {
+  sameLength(pred, gold);
+  const total = new Map<number, number>();
+  const hit = new Map<number, number>();
+  for (let i = 0; i < gold.length; i++) {
+    total.set(gold[i], (total.get(gold[i]) ?? 0) + 1);
+    if (pred[i] === gold[i]) hit.set(gold[i], (hit.get(gold[i]) ?? 0) + 1);
+  }
+  let sum = 0;
+  for (const [c, n] of total) sum += (hit.get(c) ?? 0) / n;
+  return sum / total.size;
+}
+
 /** F1 of one class treated as positive (sklearn `f1_score(average='binary', pos_label)`): 0 when undefined. */
 export function f1Binary(pred: ArrayLike<number>, gold: ArrayLike<number>, positive = 1): number {
   sameLength(pred, gold);
@@ -143,14 +160,15 @@ export function argmaxRows(values: ArrayLike<number>, numClasses: number): Int32
 export type MetricValues = Record<string, number>;
 
 /**
- * Classification metrics: `accuracy`, `matthews_correlation`, and `f1` (binary, positive class 1) when
- * there are two classes or `f1_macro` when there are more.
+ * Classification metrics: `accuracy`, `matthews_correlation`, `balanced_accuracy`, and `f1` (binary,
+ * positive class 1) when there are two classes or `f1_macro` when there are more.
  */
 export function classificationMetrics(pred: ArrayLike<number>, gold: ArrayLike<number>, numClasses: number): MetricValues {
   const out: MetricValues = { accuracy: accuracy(pred, gold) };
   if (numClasses === 2) out.f1 = f1Binary(pred, gold, 1);
   else out.f1_macro = f1Macro(pred, gold);
   out.matthews_correlation = matthewsCorrelation(pred, gold);
+  out.balanced_accuracy = balancedAccuracy(pred, gold);
   return out;
 }
 

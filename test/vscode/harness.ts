@@ -87,6 +87,15 @@ export async function startCodeServer(opts: {
   folder: string;
   smokeTestDriver?: boolean;
 }): Promise<CodeServer> {
+  // Quiet, predictable workbench: no chat side bar, no welcome page, no AI features.
+  const settings = path.join(opts.userDataDir, 'User', 'settings.json');
+  if (!fs.existsSync(settings)) {
+    fs.mkdirSync(path.dirname(settings), { recursive: true });
+    fs.writeFileSync(settings, JSON.stringify({
+      'workbench.secondarySideBar.defaultVisibility': 'hidden', 'workbench.startupEditor': 'none', 'chat.disableAIFeatures': true,
+      'workbench.tips.enabled': false, 'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false,
+    }, null, 2));
+  }
   const port = await freePort();
   const args = ['--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--disable-telemetry', '--disable-update-check',
     '--disable-workspace-trust', '--disable-getting-started-override', '--user-data-dir', opts.userDataDir, '--extensions-dir', opts.extensionsDir];

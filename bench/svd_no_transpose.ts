@@ -1,0 +1,58 @@
+/**
+ * A proposal measured by the SVD benchmark, not used by the engine: sidecar/loraxs/svd.ts's randomized
+ * SVD with its two transposed products (Wᵀ Q as tf.matMul(W, Q, true, false)) replaced by plain ones
+ * (Zᵀ = Qᵀ W with Qᵀ laid out in JavaScript, where it costs nothing). tfjs-backend-wasm runs a matMul
+ * with a transposed operand on a slow path (about 30× slower for a 768 × 3072 W here); the algorithm and
+ * its result are otherwise the same (up to float32 summation order).
+ */
+import * as tf from '../sidecar/tf';
+import { Rng } from '../sidecar/rng';
+import { canonicaliseSigns, columnsToRowMajor32, orthonormalColumns } from '../sidecar/loraxs/dense';
+import { exactSvd } from '../sidecar/loraxs/exact_svd';
+import type { RandomizedSvdOptions, TruncatedSvd } from '../sidecar/loraxs/svd';
+
+/** Columns (l arrays of length m) as a row-major (l, m) Float32Array: Qᵀ. */
+function columnsAsRows32(cols: Float64Array[], m: number): Float32Array {
+  const out = new Float32Array(cols.length * m);
+  cols.forEach((c, j) => out.set(c, j * m));
+  return out;
+}
+
+/** Zᵀ = Qᵀ W (l, n) row-major, returned as Z (n, l) row-major. */
+function wtq(W: tf.Tensor2D, qCols: Float64Array[], m: number, n: number): Float32Array {
+  const l = qCols.length;
+  const zt = tf.tidy(() => tf.matMul(tf.tensor2d(columnsAsRows32(qCols, m), [l, m]), W).dataSync() as Float32Array);
+  const z = new Float32Array(n * l);
+  for (let j = 0; j < l; j++) for (let i = 0; i < n; i++) z[i * l + j] = zt[j * n + i];
+  return z;
+}
+
+/** randomizedSvd (sidecar/loraxs/svd.ts) without transposed matMuls. @param W (m, n) */
+export function randomizedSvdNoTranspose(W: tf.Tensor2D, rank: number, opts: RandomizedSvdOptions, rng: Rng): TruncatedSvd {
+  const [m, n] = W.shape;
+  const l = Math.min(rank + Math.max(0, opts.oversamples), Math.min(m, n));
+  const omega = rng.normalArray(n * l);
+  let y = tf.tidy(() => tf.matMul(W, tf.tensor2d(omega, [n, l])).dataSync() as Float32Array);
+  let qCols = orthonormalColumns(y, m, l, rng);
+  for (let it = 0; it < opts.powerIters; it++) {
+    const qz = orthonormalColumns(wtq(W, qCols, m, n), n, l, rng);
+    y = tf.tidy(() => tf.matMul(W, tf.tensor2d(columnsToRowMajor32(qz, n), [n, l])).dataSync() as Float32Array);
+    qCols = orthonormalColumns(y, m, l, rng);
+  }
+  const q = columnsToRowMajor32(qCols, m);
+  const bt = wtq(W, qCols, m, n); // Bᵀ = Wᵀ Q (n, l)
+  const b = new Float64Array(l * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < l; j++) b[j * n + i] = bt[i * l + j];
+  const small = exactSvd(b, l, n);
+  const U = new Float64Array(m * rank);
+  for (let i = 0; i < m; i++) {
+    for (let t = 0; t < l; t++) {
+      const qv = q[i * l + t];
+      if (qv === 0) continue;
+      for (let c = 0; c < rank; c++) U[i * rank + c] += qv * small.U[t * small.k + c];
+    }
+  }
+  const Vt = small.Vt.slice(0, rank * n);
+  canonicaliseSigns(U, Vt, m, rank, n);
+  return { m, n, rank, U: Float32Array.from(U), S: Float32Array.from(small.S.subarray(0, rank)), Vt: Float32Array.from(Vt) };
+}

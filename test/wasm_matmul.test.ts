@@ -1,0 +1,75 @@
+/**
+ * The wasm BatchMatMul wrapper (sidecar/wasm_matmul.ts) against tfjs's pure-JS cpu backend (a second
+ * implementation): every combination of transpose flags, 2-D, a batch with a shared right operand, and a
+ * batch of right operands (attention), plus the gradients (which ask for transposed products), within
+ * float32 summation-order error; and it must be the faster path for x Wᵀ.
+ */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as tf from '../sidecar/tf';
+import { initBackend } from '../sidecar/backend';
+import { Rng } from '../sidecar/rng';
+
+const CASES: Array<[number[], number[], boolean, boolean]> = [
+  [[5, 7], [7, 3], false, false], [[5, 7], [3, 7], false, true], [[7, 5], [7, 3], true, false], [[7, 5], [3, 7], true, true],
+  [[3, 5, 7], [7, 3], false, false], [[3, 5, 7], [3, 7], false, true], [[3, 7, 5], [7, 3], true, false],
+  [[2, 4, 5, 7], [2, 4, 7, 3], false, false], [[2, 4, 5, 7], [2, 4, 3, 7], false, true], [[2, 4, 7, 5], [2, 4, 7, 3], true, false],
+  [[1, 5, 7], [1, 7, 3], false, false], [[4, 5, 7], [1, 3, 7], false, true],
+];
+
+function values(shape: number[], seed: number): Float32Array {
+  return new Rng(seed).normalArray(shape.reduce((a, b) => a * b, 1));
+}
+
+/** (product, d/da, d/db of sum(product · weights)) on the current backend (the product alone when broadcasting). */
+function productAndGrads(sa: number[], sb: number[], ta: boolean, tb: boolean): Float32Array[] {
+  return tf.tidy(() => {
+    const a = tf.tensor(values(sa, 1), sa);
+    const b = tf.tensor(values(sb, 2), sb);
+    const y = tf.matMul(a, b, ta, tb);
+    // tfjs-core's matMul gradient does not reduce a broadcast batch (on any backend): products only there.
+    if (sa.length !== sb.length) return [y.dataSync() as Float32Array];
+    const w = tf.tensor(values(y.shape, 3), y.shape);
+    const [ga, gb] = tf.grads((x: tf.Tensor, z: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, z, ta, tb), w)))([a, b]);
+    return [y, ga, gb].map((t) => t.dataSync() as Float32Array);
+  });
+}
+
+test('patched wasm matMul (and its gradients) equals the cpu backend for every flag and batch layout', async () => {
+  const info = await initBackend();
+  if (info.name !== 'wasm') return; // the patch applies to wasm only
+  for (const [sa, sb, ta, tb] of CASES) {
+    const got = productAndGrads(sa, sb, ta, tb);
+    await tf.setBackend('cpu');
+    const want = productAndGrads(sa, sb, ta, tb);
+    await tf.setBackend('wasm');
+    got.forEach((g, k) => {
+      assert.equal(g.length, want[k].length);
+      g.forEach((v, i) => assert.ok(Math.abs(v - want[k][i]) <= 1e-5 * (1 + Math.abs(want[k][i])),
+        `[${sa}]·[${sb}] ta=${ta} tb=${tb} output ${k} [${i}]: ${v} vs ${want[k][i]}`));
+    });
+  }
+});
+
+test('x Wᵀ on wasm takes the fast path (not slower than x · transpose(W))', async () => {
+  const info = await initBackend();
+  if (info.name !== 'wasm') return;
+  const x = tf.randomNormal([1024, 512]);
+  const w = tf.randomNormal([1536, 512]);
+  const time = (f: () => tf.Tensor): number => {
+    let best = Infinity;
+    for (let k = 0; k < 3; k++) {
+      const t = performance.now();
+      const y = f();
+      y.dataSync();
+      y.dispose();
+      best = Math.min(best, performance.now() - t);
+    }
+    return best;
+  };
+  const flagged = time(() => tf.matMul(x, w, false, true));
+  const explicit = time(() => tf.tidy(() => tf.matMul(x, tf.transpose(w))));
+  tf.dispose([x, w]);
+  // Unpatched, the flagged product is 10-20× slower; allow noise from a busy machine.
+  assert.ok(flagged < 3 * explicit, `x·Wᵀ took ${flagged.toFixed(0)} ms, x·transpose(W) ${explicit.toFixed(0)} ms`);
+});
