@@ -13,6 +13,7 @@ import type { SidecarClient } from './client';
 import { scaffoldConfig } from './config_scaffold';
 import type { ModelConfigJson } from './config_scaffold';
 import { TrainingPanel } from './panels/training_panel';
+import { AnalysisPanel } from './panels/analysis_panel';
 
 export interface CommandContext {
   extension: vscode.ExtensionContext;
@@ -300,10 +301,13 @@ function newConfig(ctx: CommandContext): Handler {
   };
 }
 
-function ablate(): Handler {
-  return async () => {
-    void vscode.window.showInformationMessage('LoRA-XS: ablations are coming with the analysis panel.');
-    return undefined;
+/** Opens the singular-value analysis panel beside the config (palette command and the "Ablate" code lens). */
+function showAnalysis(ctx: CommandContext): Handler {
+  return async (arg?: unknown) => {
+    if (refuseUntrusted('Singular-value analysis') || refuseUnavailable(ctx)) return undefined;
+    const uri = await pickConfig(arg, 'analyse');
+    if (!uri) return undefined;
+    return AnalysisPanel.createOrShow(ctx.extension.extensionUri, ctx.client, uri.toString());
   };
 }
 
@@ -317,7 +321,8 @@ export function commandTable(ctx: CommandContext): Record<string, Handler> {
     'loraxs.export': exportAdapter(ctx),
     'loraxs.showResults': showResults(ctx),
     'loraxs.newConfig': newConfig(ctx),
-    'loraxs.ablate': ablate(),
+    'loraxs.ablate': showAnalysis(ctx),
+    'loraxs.showAnalysis': showAnalysis(ctx),
     'loraxs.showOutput': async () => ctx.client.output.show(true),
   };
 }

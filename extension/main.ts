@@ -1,12 +1,13 @@
 /**
  * The extension's entry (bundled to dist/extension.js, `vscode` external): starts the sidecar client,
- * registers the command table and the training panel's serializer. Never imports the engine: everything
+ * registers the command table and the panels' serializers. Never imports the engine: everything
  * runs in the sidecar, reached through the messages of sidecar/protocol.ts.
  */
 import * as vscode from 'vscode';
 import { SidecarClient } from './client';
 import { commandTable } from './commands';
 import { registerTrainingPanelSerializer } from './panels/training_panel';
+import { registerAnalysisPanelSerializer } from './panels/analysis_panel';
 
 /** What activate() returns: used by the extension-host tests. */
 export interface LoraxsApi {
@@ -22,6 +23,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Loraxs
     context.subscriptions.push(vscode.commands.registerCommand(id, handler));
   }
   context.subscriptions.push(registerTrainingPanelSerializer(context.extensionUri, client));
+  context.subscriptions.push(registerAnalysisPanelSerializer(context.extensionUri, client));
   client.start().catch((e: Error) => client?.log(`[client] the sidecar did not start: ${e.message}`));
   return { client };
 }

@@ -28,7 +28,7 @@ function productAndGrads(sa: number[], sb: number[], ta: boolean, tb: boolean): 
     const b = tf.tensor(values(sb, 2), sb);
     const y = tf.matMul(a, b, ta, tb);
     // tfjs-core's matMul gradient does not reduce a broadcast batch (on any backend): products only there.
-    if (sa.length !== sb.length) return [y.dataSync() as Float32Array];
+    if (sa.slice(0, -2).join() !== sb.slice(0, -2).join()) return [y.dataSync() as Float32Array];
     const w = tf.tensor(values(y.shape, 3), y.shape);
     const [ga, gb] = tf.grads((x: tf.Tensor, z: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, z, ta, tb), w)))([a, b]);
     return [y, ga, gb].map((t) => t.dataSync() as Float32Array);
