@@ -133,6 +133,8 @@ function maxRelErr(approx: ArrayLike<number>, exact: number[], r: number): numbe
 
 interface ModuleRow {
   name: string;
+  kind: string;
+  layer: number;
   shape: [number, number];
   engine_p4_s: number;
   /** only on the accuracy layers */
@@ -184,7 +186,7 @@ async function benchModel(spec: ModelSpec, py: PyServer | null): Promise<Record<
       const nt4 = seconds(() => randomizedSvdNoTranspose(W, rank, { oversamples: 10, powerIters: 4 }, new Rng(1)));
       const nt10 = seconds(() => randomizedSvdNoTranspose(W, rank, { oversamples: 10, powerIters: 10 }, new Rng(1)));
       const row: ModuleRow = {
-        name: m.name, shape: [m.out, m.in], engine_p4_s: p4.s, engine_p10_s: p10?.s,
+        name: m.name, kind: m.kind, layer: m.layer, shape: [m.out, m.in], engine_p4_s: p4.s, engine_p10_s: p10?.s,
         no_transpose_p4_s: nt4.s, no_transpose_p10_s: nt10.s,
         sklearn_s: typeof ref.sklearn_s === 'number' ? ref.sklearn_s : null,
       };
@@ -225,7 +227,7 @@ async function benchModel(spec: ModelSpec, py: PyServer | null): Promise<Record<
     return xs.length ? Math.max(...xs) : null;
   };
   // Exact timings on layer 0, extrapolated to every module of the same kind.
-  const layer0 = new Map(rows.filter((_, i) => spec.modules[i].layer === layers[0]).map((row, i) => [spec.modules[i].kind, row]));
+  const layer0 = new Map(rows.filter((row) => row.layer === layers[0]).map((row) => [row.kind, row]));
   const extrapolate = (f: (row: ModuleRow) => number | undefined) => {
     let total = 0;
     for (const m of spec.modules) {

@@ -3,7 +3,8 @@
 // bundles the extension-host suite (with mocha inside it) and the harness tests, then runs
 //   test/vscode/host.test.ts  mocha suites inside a real extension host, extension loaded from the repo
 //   test/vscode/e2e.test.ts   a fresh code-server with the .vsix installed, driven through the UI
-// with node:test. Usage: node scripts/test-vscode.mjs [host|e2e]
+//   test/vscode/e2e_analysis.test.ts  the same for the singular-value analysis panel (retention heatmap, spectra)
+// with node:test. Usage: node scripts/test-vscode.mjs [host|e2e|e2e_analysis] (a prefix of the test files' names)
 import { build } from 'esbuild';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';

@@ -130,9 +130,7 @@ test('the engine\'s forward pass reproduces the GraphModel\'s embeddings (oracle
   ids.forEach((row, b) => row.forEach((_, p) => flatIndices.push([b, p])));
   const indices = tf.tensor2d(flatIndices, [flatIndices.length, 2], 'int32');
   const values = tf.tensor1d(ids.flat(), 'int32');
-  const tg = performance.now();
   const expected = await (await graph.executeAsync({ indices, values }) as tf.Tensor).array() as number[][];
-  console.log('graph', performance.now() - tg, tf.getBackend());
   indices.dispose();
   values.dispose();
   graph.dispose();

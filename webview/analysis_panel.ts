@@ -231,14 +231,24 @@ function ablationRows(): { report: AblationReport | null; rows: AblationRow[] } 
   return { report, rows: report?.results ?? [] };
 }
 
-/** Colour of a value between the worst and best seen (green is better). */
-function heat(value: number, lo: number, hi: number, higherIsBetter: boolean): string {
-  if (!Number.isFinite(value)) return 'rgba(128,128,128,0.4)';
+/** Diverging red – yellow – green (ColorBrewer RdYlGn's ends and middle): t = 0 worst, 1 best. */
+const HEAT_STOPS: Array<[number, number, number]> = [[215, 48, 39], [254, 224, 139], [26, 152, 80]];
+
+/** Colour of a value between the lowest and highest seen (green is better). */
+function heatRgb(value: number, lo: number, hi: number, higherIsBetter: boolean): [number, number, number] {
   let t = hi > lo ? (value - lo) / (hi - lo) : 0.5;
-  if (!higherIsBetter) t = 1 - t;
-  const r = Math.round(215 - 150 * t);
-  const g = Math.round(70 + 120 * t);
-  return `rgb(${r},${g},90)`;
+  t = Math.min(1, Math.max(0, higherIsBetter ? t : 1 - t));
+  const k = t < 0.5 ? 0 : 1;
+  const u = t < 0.5 ? t * 2 : (t - 0.5) * 2;
+  return [0, 1, 2].map((c) => Math.round(HEAT_STOPS[k][c] + (HEAT_STOPS[k + 1][c] - HEAT_STOPS[k][c]) * u)) as [number, number, number];
+}
+
+const css = ([r, g, b]: [number, number, number]): string => `rgb(${r},${g},${b})`;
+
+/** Dark or light text, whichever reads better on `rgb` (relative luminance). */
+function inkOn([r, g, b]: [number, number, number]): string {
+  const lin = (c: number) => ((c /= 255) <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b) > 0.2 ? '#111' : '#fff';
 }
 
 function heatmapView(report: AblationReport | null, rows: AblationRow[]): HTMLElement {
@@ -257,35 +267,88 @@ function heatmapView(report: AblationReport | null, rows: AblationRow[]): HTMLEl
   const modules = [...new Set(perLayer.map((r) => r.module))];
   const layers = [...new Set(perLayer.map((r) => r.layer as number))].sort((a, b) => a - b);
   const cells = perLayer.filter((r) => r.region === state.view.region && r.fraction === state.view.fraction);
+  // One colour scale for every region and fraction (and the unablated value), so views compare.
   const values = perLayer.map((r) => r.value).filter(Number.isFinite);
   const lo = Math.min(...values, report?.baseline ?? Infinity);
   const hi = Math.max(...values, report?.baseline ?? -Infinity);
   const higher = report?.higherIsBetter ?? true;
-  const cw = 56, ch = 22, left = 190, top = 20;
+
   const canvas = el('canvas');
-  canvas.width = left + cw * layers.length + 10;
-  canvas.height = top + ch * modules.length + 10;
-  canvas.setAttribute('aria-label', 'metric per layer and module type');
+  canvas.id = 'heatmap';
   const ctx = canvas.getContext('2d')!;
-  const fg = getComputedStyle(document.body).color;
-  ctx.fillStyle = getComputedStyle(document.body).backgroundColor || '#fff';
-  ctx.fillRect(0, 0, canvas.width, canvas.height);
-  ctx.font = '12px sans-serif';
+  const bodyStyle = getComputedStyle(document.body);
+  const fg = bodyStyle.color;
+  const font = `12px ${bodyStyle.fontFamily || 'sans-serif'}`;
+  ctx.font = font;
+  const name = (m: string) => (m.length > 30 ? `…${m.slice(-29)}` : m);
+  const left = Math.ceil(Math.max(...modules.map((m) => ctx.measureText(name(m)).width))) + 14;
+  const top = 22, ch = 24;
+  // Cells fill the width available, within 30–72 px; values are written in them when they fit.
+  const avail = Math.max(320, document.body.clientWidth - 40);
+  const cw = Math.max(30, Math.min(72, Math.floor((avail - left - 10) / layers.length)));
+  const showValues = cw >= 46;
+  const gridW = cw * layers.length, gridH = ch * modules.length;
+  const barW = Math.max(180, Math.min(320, gridW)), barY = top + gridH + 16;
+  const width = Math.max(left + gridW, left + barW) + 50, height = barY + 48;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  ctx.scale(dpr, dpr);
+  ctx.font = font;
+  canvas.setAttribute('aria-label', `${report?.metric ?? 'metric'} per layer and module type, ${state.view.region} ${state.view.fraction}`);
+  // For tests and tools: what was drawn, and where cell (i, j) lies (CSS pixels).
+  Object.assign(canvas.dataset, { layers: String(layers.length), modules: String(modules.length), left: String(left), top: String(top), cellWidth: String(cw), cellHeight: String(ch) });
+  const colours = new Set<string>();
+  let drawn = 0;
+  ctx.textBaseline = 'middle';
   ctx.fillStyle = fg;
-  layers.forEach((l, j) => ctx.fillText(`L${l}`, left + j * cw + 4, top - 6));
+  ctx.textAlign = 'center';
+  layers.forEach((l, j) => ctx.fillText(`L${l}`, left + j * cw + (cw - 2) / 2, top / 2));
   modules.forEach((m, i) => {
+    const y = top + i * ch;
     ctx.fillStyle = fg;
-    ctx.fillText(m.length > 26 ? `…${m.slice(-25)}` : m, 4, top + i * ch + 15);
+    ctx.textAlign = 'right';
+    ctx.fillText(name(m), left - 8, y + (ch - 2) / 2);
+    ctx.textAlign = 'center';
     layers.forEach((l, j) => {
       const c = cells.find((r) => r.module === m && r.layer === l);
-      ctx.fillStyle = c ? heat(c.value, lo, hi, higher) : 'rgba(128,128,128,0.15)';
-      ctx.fillRect(left + j * cw, top + i * ch, cw - 2, ch - 2);
+      const rgb = c && Number.isFinite(c.value) ? heatRgb(c.value, lo, hi, higher) : null;
+      ctx.fillStyle = rgb ? css(rgb) : 'rgba(128,128,128,0.15)';
+      ctx.fillRect(left + j * cw, y, cw - 2, ch - 2);
       if (c) {
-        ctx.fillStyle = '#111';
-        ctx.fillText(fmt(c.value, 3), left + j * cw + 4, top + i * ch + 15);
+        drawn++;
+        colours.add(ctx.fillStyle as string);
+        if (showValues) {
+          ctx.fillStyle = rgb ? inkOn(rgb) : fg;
+          ctx.fillText(fmt(c.value, 3), left + j * cw + (cw - 2) / 2, y + (ch - 2) / 2);
+        }
       }
     });
   });
+  // The colour scale, with the unablated value marked.
+  for (let x = 0; x < barW; x++) {
+    ctx.fillStyle = css(heatRgb(lo + ((hi - lo) * x) / Math.max(1, barW - 1), lo, hi, higher));
+    ctx.fillRect(left + x, barY, 1, 10);
+  }
+  ctx.fillStyle = fg;
+  ctx.textBaseline = 'top';
+  ctx.textAlign = 'left';
+  ctx.fillText(fmt(lo, 3), left, barY + 14);
+  ctx.textAlign = 'right';
+  ctx.fillText(fmt(hi, 3), left + barW, barY + 14);
+  ctx.textAlign = 'right';
+  ctx.fillText(report?.metric ?? 'metric', left - 8, barY);
+  if (report && Number.isFinite(report.baseline)) {
+    const bx = hi > lo ? left + ((report.baseline - lo) / (hi - lo)) * (barW - 1) : left + barW / 2;
+    ctx.fillRect(bx - 1, barY - 3, 2, 16);
+    const label = `▲ unablated ${fmt(report.baseline, 3)}`;
+    ctx.textAlign = 'left';
+    ctx.fillText(label, Math.min(Math.max(left, bx - 4), left + barW + 40 - ctx.measureText(label).width), barY + 30);
+  }
+  canvas.dataset.cells = String(drawn);
+  canvas.dataset.colours = String(colours.size);
   const tip = el('div');
   tip.id = 'tooltip';
   canvas.addEventListener('mousemove', (e) => {
@@ -317,17 +380,38 @@ function heatmapView(report: AblationReport | null, rows: AblationRow[]): HTMLEl
   return box;
 }
 
+/** A line chart; the legend shows each series' line and dash, below the plot when there are many series. */
 function lineChart(canvas: HTMLCanvasElement, datasets: Chart<'line'>['data']['datasets'], xLabel: string, yLabel: string, logY = false): void {
+  const themed = (name: string, fallback: string) => getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
+  const fg = themed('--vscode-foreground', '#ccc');
+  const grid = themed('--vscode-editorWidget-border', 'rgba(128,128,128,0.3)');
+  const many = datasets.length > 8;
+  if (many) canvas.parentElement?.classList.add('tall');
+  canvas.dataset.series = String(datasets.length);
+  canvas.dataset.points = String(datasets.reduce((n, d) => n + d.data.length, 0));
   charts.push(new Chart(canvas, {
     type: 'line',
     data: { datasets },
     options: {
       animation: false, responsive: true, maintainAspectRatio: false, parsing: false,
       scales: {
-        x: { type: 'linear', title: { display: true, text: xLabel } },
-        y: { type: logY ? 'logarithmic' : 'linear', title: { display: true, text: yLabel } },
+        x: { type: 'linear', title: { display: true, text: xLabel, color: fg }, ticks: { color: fg }, grid: { color: grid } },
+        y: { type: logY ? 'logarithmic' : 'linear', title: { display: true, text: yLabel, color: fg }, ticks: { color: fg }, grid: { color: grid } },
       },
-      plugins: { legend: { position: 'right' }, tooltip: { mode: 'nearest', intersect: false } },
+      plugins: {
+        legend: {
+          position: many ? 'bottom' : 'right',
+          labels: {
+            color: fg, usePointStyle: true, pointStyle: 'line', pointStyleWidth: 30, boxHeight: 8, padding: 8, font: { size: 11 },
+            // The point style's sample line takes the point's style: give it the series' width and dash.
+            generateLabels: (chart) => Chart.defaults.plugins.legend.labels.generateLabels(chart).map((item) => {
+              const ds = chart.data.datasets[item.datasetIndex ?? 0] as { borderDash?: number[] };
+              return { ...item, lineDash: ds.borderDash ?? [], lineWidth: 2 };
+            }),
+          },
+        },
+        tooltip: { mode: 'nearest', intersect: false },
+      },
     },
   }));
 }
@@ -341,6 +425,7 @@ function fractionLinesView(report: AblationReport | null, rows: AblationRow[]): 
     borderColor: PALETTE[i % PALETTE.length], backgroundColor: PALETTE[i % PALETTE.length], borderDash: REGION_DASH[region], pointRadius: 2,
   }))).filter((d) => d.data.length);
   const canvas = el('canvas');
+  canvas.id = 'lines-chart';
   const box = el('div', {}, el('div', { cls: 'chart' }, canvas));
   if (datasets.length) lineChart(canvas, datasets, 'r_frac (fraction kept)', report?.metric ?? 'metric');
   box.appendChild(el('div', { cls: 'controls' }, button('Export PNG', () => exportPng(canvas, `${state.view.source}-lines.png`), true)));
@@ -358,6 +443,7 @@ function spectraView(r: SpectraReport): HTMLElement {
     select(modules.map((m) => [m, m] as [string, string]), state.view.spectraModule ?? '', (v) => { state.view.spectraModule = v; save(); render(); }))));
   const entries = r.entries.filter((e) => e.module === state.view.spectraModule);
   const canvas = el('canvas');
+  canvas.id = 'spectra-chart';
   box.appendChild(el('div', { cls: 'chart' }, canvas));
   lineChart(canvas, entries.map((e, i) => ({
     label: e.layer === null ? e.name : `layer ${e.layer}`,
@@ -383,6 +469,7 @@ function initView(r: InitReport | null, live: InitRun[]): HTMLElement {
   const runs = live.length ? live : r?.runs ?? [];
   const settings = [...new Set(runs.map((x) => `${x.init} r${x.rank}`))];
   const canvas = el('canvas');
+  canvas.id = 'init-chart';
   box.appendChild(el('div', { cls: 'chart' }, canvas));
   lineChart(canvas, runs.map((x) => {
     const i = settings.indexOf(`${x.init} r${x.rank}`);
@@ -448,4 +535,10 @@ function render(): void {
 }
 
 render();
+// The heatmap's cells follow the panel's width.
+let resized: number | undefined;
+window.addEventListener('resize', () => {
+  window.clearTimeout(resized);
+  resized = window.setTimeout(render, 200);
+});
 vscode.postMessage({ type: 'ready' });

@@ -6,6 +6,7 @@
  * sends the config and re-reads the saved reports (`loraxs/readAnalysis`), so a hidden or reloaded panel
  * comes back complete. Progress of the running analysis is forwarded as it arrives.
  */
+import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { AblateProgressNotification, AblateRequest, CancelAblationRequest, ReadAnalysisRequest } from '../../sidecar/protocol';
 import type { AnalysisPanelMessage, AnalysisPanelRequest } from '../../sidecar/protocol';
@@ -105,6 +106,10 @@ export class AnalysisPanel implements vscode.Disposable {
       void vscode.window.showWarningMessage('an analysis is already running in this panel; cancel it first');
       return;
     }
+    // Folders typed in the panel are relative to the config (the sidecar's working folder is not).
+    const configDir = path.dirname(vscode.Uri.parse(uri).fsPath);
+    const resolve = (dir: string | undefined): string | undefined => (dir ? path.resolve(configDir, dir) : undefined);
+    request = { ...request, adapterDir: resolve(request.adapterDir), baseDir: resolve(request.baseDir) };
     const jobId = `${request.kind}-${Date.now()}`;
     this.running = jobId;
     this.post({ type: 'started', jobId, kind: request.kind });
