@@ -22,7 +22,7 @@ export interface BenchModel {
 }
 
 export const BERT_BASE: BenchModel = {
-  name: 'bert-base-shaped', family: 'bert', rank: 16, microBatch: 4,
+  name: 'bert-base-shaped', family: 'bert', rank: 16, microBatch: 1,
   targets: ['query', 'value', 'attention.output.dense', 'output.dense'],
   config: {
     architectures: ['BertForSequenceClassification'], model_type: 'bert', hidden_size: 768, num_hidden_layers: 12,

@@ -55,8 +55,12 @@ function markdown(r) {
   const m = r.machine;
   L.push(`# LoRA-XS Studio benchmarks, ${r.date}`, '');
   L.push(`Machine: ${m.hostname}, ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.platform}, Node ${m.node}. ` +
-    `Load average (1/5/15 min) at start ${r.load_before.map((x) => x.toFixed(2)).join(' / ')}, at end ${r.load_after.map((x) => x.toFixed(2)).join(' / ')} ` +
-    `(other jobs shared the machine: compare the ratios, measured interleaved, not the absolute times).`);
+    'Other jobs shared the machine: compare the ratios (engine and reference interleaved on the same inputs), not absolute times. ' +
+    'Load average (1/5/15 min) of each invocation:');
+  L.push('');
+  for (const inv of r.invocations) {
+    L.push(`- ${inv.parts.join(', ')} (${inv.started ?? '?'}): before ${inv.load_before.map((x) => x.toFixed(2)).join(' / ')}, after ${inv.load_after.map((x) => x.toFixed(2)).join(' / ')}${inv.note ? ` (${inv.note})` : ''}`);
+  }
   const v = r.svd?.reference_versions ?? r.train?.models?.[0]?.torch?.load?.versions;
   if (r.svd?.reference_versions) L.push('', `Python references: ${Object.entries(r.svd.reference_versions).map(([k, x]) => `${k} ${x ?? 'absent'}`).join(', ')}.`);
   else if (v) L.push('', `Python references: ${JSON.stringify(v)}`);
@@ -84,20 +88,22 @@ function markdown(r) {
   }
   if (r.train) {
     L.push('', '## Training step (batch 32 × 128 tokens, LoRA-XS r = 16, AdamW)', '',
-      '| model | engine tok/s | no-transpose tok/s | PyTorch tok/s | engine ÷ PyTorch | engine GFLOP/s | PyTorch GFLOP/s | numpy peak GFLOP/s (2 thr.) | wasm peak (1 thr.) | engine peak RSS GiB | PyTorch peak RSS GiB |',
+      '| model | engine tok/s | no-transpose tok/s | PyTorch tok/s | engine ÷ PyTorch | engine GFLOP/s | PyTorch GFLOP/s | matmul peak GFLOP/s (numpy/torch, 2 thr.) | wasm peak (1 thr.) | engine peak RSS GiB | PyTorch peak RSS GiB |',
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const x of r.train.models) {
       const pk = x.matmul_peak_gflops;
-      const peak = pk['numpy_1024^3'];
+      // The machine's matmul peak: the best float32 GEMM rate measured in the same run (numpy and torch, 2 threads).
+      const peak = Math.max(...['numpy_1024^3', '1024^3', '4096x768x3072'].map((k) => pk[k] ?? 0));
       L.push(`| ${x.model} | ${f(x.engine.tokens_per_s, 1)} | ${f(x.engine_no_transpose.tokens_per_s, 1)} | ${f(x.torch.tokens_per_s, 1)} | ${f(ratio(x.engine.tokens_per_s, x.torch.tokens_per_s))}× | ` +
-        `${f(x.engine.gflops, 1)} (${f(100 * x.engine.gflops / peak, 0)}% of numpy) | ${f(x.torch.gflops, 1)} (${f(100 * x.torch.gflops / peak, 0)}%) | ${f(peak, 1)} | ${f(pk.wasm_1_thread_1024, 1)} | ${gb(x.engine.peak_rss_bytes)} | ${gb(x.torch.peak_rss_bytes)} |`);
+        `${f(x.engine.gflops, 1)} (${f(100 * x.engine.gflops / peak, 0)}% of peak) | ${f(x.torch.gflops, 1)} (${f(100 * x.torch.gflops / peak, 0)}%) | ${f(peak, 1)} | ${f(pk.wasm_1_thread_1024, 1)} | ${gb(x.engine.peak_rss_bytes)} | ${gb(x.torch.peak_rss_bytes)} |`);
     }
     const x0 = r.train.models[0];
     if (x0) {
       L.push('', `The engine runs the step as ${r.train.models.map((x) => `${x.engine.micro_batches_per_step} micro-batches of ${x.engine.micro_batch} (${x.model})`).join(', ')} ` +
-        'with gradient accumulation (the activations of 32 × 128 tokens do not fit the 4 GB wasm heap); one micro-batch is timed and multiplied out. ' +
+        'with gradient accumulation (the autodiff tape of 32 × 128 tokens does not fit the 4 GB wasm heap); one or two micro-batches are timed and multiplied out. ' +
         'PyTorch: transformers *ForSequenceClassification with LoRA-XS wrappers, full batch, torch.set_num_threads(2), median of its steps. ' +
-        'FLOPs are counted analytically (forward, input gradients, R gradients). Peak RSS: PyTorch includes its ~0.5 GB runtime; the engine\'s wasm heap never shrinks.');
+        'FLOPs are counted analytically (forward, input gradients, R gradients). Peak RSS: PyTorch includes its ~0.5 GB runtime; the engine\'s wasm heap never shrinks. ' +
+        `Matmul rates measured in the run (GFLOP/s; the peak column is their maximum, noisy on a shared machine): ${r.train.models.map((x) => `${x.model}: ${Object.entries(x.matmul_peak_gflops).map(([k, g]) => `${k} ${f(g, 0)}`).join(', ')}`).join('; ')}.`);
     }
     if (r.train.failures?.length) L.push('', `Failed: ${r.train.failures.join('; ')}`);
   }
@@ -129,7 +135,7 @@ function markdown(r) {
 
 export function writeReport(root, partsDir, opts = {}) {
   const parts = {};
-  for (const file of readdirSync(partsDir).filter((x) => x.endsWith('.json') && !x.startsWith('train-') && !x.startsWith('backend-'))) {
+  for (const file of readdirSync(partsDir).filter((x) => x.endsWith('.json') && !x.startsWith('train-') && !x.startsWith('backend-') && x !== 'invocations.json')) {
     parts[file.replace(/\.json$/, '')] = JSON.parse(readFileSync(join(partsDir, file), 'utf8'));
   }
   const date = new Date().toISOString().slice(0, 10);
@@ -139,7 +145,9 @@ export function writeReport(root, partsDir, opts = {}) {
   } catch { /* not Linux */ }
   const machineName = `${hostname()}-${cpus().length}core-${cpu}`.replace(/[^A-Za-z0-9.-]+/g, '-').replace(/-+$/, '');
   const anyMachine = Object.values(parts).find((p) => p.machine)?.machine ?? {};
-  const result = { date, machine: anyMachine, machine_name: machineName, quick: !!opts.quick, load_before: opts.loadBefore ?? [], load_after: loadavg(), ...parts };
+  const invocationsFile = join(partsDir, 'invocations.json');
+  const invocations = existsSync(invocationsFile) ? JSON.parse(readFileSync(invocationsFile, 'utf8')) : [];
+  const result = { date, machine: anyMachine, machine_name: machineName, quick: !!opts.quick, invocations, ...parts };
   const dir = join(root, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const base = join(dir, `${date}-${machineName}${opts.quick ? '-quick' : ''}`);

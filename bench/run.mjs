@@ -3,7 +3,7 @@
 // bench/results/<date>-<machine>.json and .md from the parts' results (bench/report.mjs).
 // Parts: svd, train, tta, merge, backends (default: all). The Python references need `bash bench/setup.sh`.
 import { build } from 'esbuild';
-import { cpSync, mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { loadavg } from 'node:os';
@@ -37,6 +37,7 @@ if (!parts.length) rmSync(partsDir, { recursive: true, force: true });
 mkdirSync(partsDir, { recursive: true });
 const env = { ...process.env, LORAXS_REPO_ROOT: root, LORAXS_BENCH_QUICK: quick ? '1' : '0' };
 const loadBefore = loadavg();
+const startedAt = new Date().toISOString();
 console.error(`[bench] load average before: ${loadBefore.map((x) => x.toFixed(2)).join(' ')}`);
 let failed = 0;
 for (const part of selected) {
@@ -47,6 +48,12 @@ for (const part of selected) {
   console.error(`[bench] part ${part}: ${r.status === 0 ? 'done' : `FAILED (exit ${r.status ?? r.signal})`} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   if (r.status !== 0) failed++;
 }
+// Every invocation is logged beside the parts (which parts, when, the load average before and after),
+// since a report can combine parts from several invocations.
+const runsFile = join(partsDir, 'invocations.json');
+const runs = existsSync(runsFile) ? JSON.parse(readFileSync(runsFile, 'utf8')) : [];
+runs.push({ parts: selected, quick, started: startedAt, load_before: loadBefore, load_after: loadavg(), failed });
+writeFileSync(runsFile, JSON.stringify(runs, null, 2) + '\n');
 if (!noReport && existsSync(partsDir)) {
   const files = writeReport(root, partsDir, { quick, loadBefore });
   console.error(`[bench] wrote ${files.join(', ')}`);

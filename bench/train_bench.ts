@@ -28,6 +28,8 @@ import { fastAdaptedContext } from './fast_linear_context';
 const BATCH = 32;
 const SEQ = 128;
 const MODELS = [BERT_BASE, LLAMA_SMALL];
+/** Micro-batches timed per engine variant (the step time is their mean × micro-batches per step + the update). */
+const TIMED_MICRO = (m: BenchModel): number => Math.min(BATCH / m.microBatch, m.microBatch === 1 ? 2 : 1);
 
 function randomBatch(m: BenchModel, batch: number, rng: Rng): Batch {
   const vocab = (m.config as { vocab_size: number }).vocab_size;
@@ -131,15 +133,15 @@ async function measureModel(m: BenchModel): Promise<Record<string, unknown>> {
     // Warm-up of both engine variants on one short sequence batch (allocations, kernel set-up): not timed.
     await engineStep(session, opt, [slice(full, 0, 1)], 'engine');
     await engineStep(session, opt, [slice(full, 0, 1)], 'no-transpose');
-    log(`train ${m.name}: warmed up`);
+    log(`train ${m.name}: warmed up; tf.memory ${(tf.memory().numBytes / 2 ** 30).toFixed(2)} GiB in ${tf.memory().numTensors} tensors`);
     const timed = quick ? 1 : 1;
     const results: Record<Variant, { fwdBwd: number[]; update: number[] }> = { engine: { fwdBwd: [], update: [] }, 'no-transpose': { fwdBwd: [], update: [] } };
     for (let rep = 0; rep < timed; rep++) {
       for (const variant of ['engine', 'no-transpose'] as Variant[]) {
-        const r = await engineStep(session, opt, micro.slice(0, 1), variant);
+        const r = await engineStep(session, opt, micro.slice(0, TIMED_MICRO(m)), variant);
         results[variant].fwdBwd.push(...r.fwdBwd);
         results[variant].update.push(r.update);
-        log(`train ${m.name}: ${variant} micro-batch ${r.fwdBwd[0].toFixed(1)} s`);
+        log(`train ${m.name}: ${variant} micro-batches ${r.fwdBwd.map((x) => x.toFixed(1)).join(', ')} s`);
         await torchStep(1);
       }
     }
@@ -147,7 +149,7 @@ async function measureModel(m: BenchModel): Promise<Record<string, unknown>> {
     const wasmGflops = await measureMatmulGflops(1024, 3);
     const tokens = BATCH * SEQ;
     const engineFigures = (v: Variant) => {
-      const microS = median(results[v].fwdBwd);
+      const microS = results[v].fwdBwd.reduce((a, b) => a + b, 0) / results[v].fwdBwd.length;
       const stepS = microS * microCount + median(results[v].update);
       return {
         micro_batch: m.microBatch, micro_batches_per_step: microCount, micro_batch_s: results[v].fwdBwd, update_s: results[v].update,
@@ -202,6 +204,14 @@ async function main(): Promise<void> {
     const r = spawnSync(process.execPath, ['--enable-source-maps', __filename, m.name], { stdio: 'inherit', env: process.env });
     if (r.status === 0 && fs.existsSync(out)) models.push(JSON.parse(fs.readFileSync(out, 'utf8')));
     else failures.push(`${m.name}: exit ${r.status ?? r.signal}`);
+  }
+  if (only) {
+    // A partial run keeps the other models' figures from the last full run.
+    const prev = path.join(partsDir, 'train.json');
+    if (fs.existsSync(prev)) {
+      const kept = (JSON.parse(fs.readFileSync(prev, 'utf8')).models as Array<{ model: string }>).filter((x) => !x.model.includes(only));
+      models.unshift(...kept);
+    }
   }
   writePart('train', { machine: machineInfo(), models, failures });
 }

@@ -70,7 +70,8 @@ function writeJsonl(file: string, rows: Array<{ sentence: string; label: string 
 }
 
 function configText(s: Setting, seed: number, epochs: number, dataDir: string, modelDir: string, output: string, evalEvery: number): string {
-  const adapter = s.rank === null ? '' : `adapter:\n  rank: ${s.rank}\n  init: ${s.init}\n  targets: [${TARGETS.join(', ')}]\n`;
+  // The config always names an adapter (the schema requires one); a head-only run ignores it.
+  const adapter = `adapter:\n  rank: ${s.rank ?? 8}\n  init: ${s.init}\n  targets: [${TARGETS.join(', ')}]\n`;
   return `model: ${JSON.stringify(modelDir)}
 task: classification
 data:

@@ -40,7 +40,7 @@ export interface DemoSettings {
 export const DEMO_DEFAULTS: Readonly<DemoSettings> = Object.freeze({
   train: 1000,
   validation: 500,
-  epochs: 2,
+  epochs: 3,
   batchSize: 16,
   maxLength: 48,
   lr: 5e-3,
