@@ -26,7 +26,7 @@ import { LoraxsError } from './errors';
 import type { SourcePlace } from './errors';
 import type { AdapterConfig, RunConfig, Task, TrainingConfig } from './config/types';
 import type { LinearModule, ModelConfig } from './models/types';
-import { DEFAULT_TARGETS, TRAINING_DEFAULTS } from './config/defaults';
+import { defaultTargetsFor, TRAINING_DEFAULTS } from './config/defaults';
 import { closestName } from './config/suggest';
 import { formatKeyPath, keyRange } from './config/yaml_positions';
 import type { KeyPath } from './config/yaml_positions';
@@ -400,7 +400,7 @@ export function computeParams(input: ParamsInput | RunConfig, overrides: ParamsO
   const baseParams = checkpoint ? countParameters(checkpoint) : baseParamsFromConfig(config);
 
   const targetsOverridden = overrides.targets !== undefined && overrides.targets.length > 0;
-  const configTargets = input.adapter.targets.length > 0 ? input.adapter.targets : [...DEFAULT_TARGETS[config.kind]];
+  const configTargets = input.adapter.targets.length > 0 ? input.adapter.targets : defaultTargetsFor(config.modelType, config.kind);
   const targets = targetsOverridden ? overrides.targets! : configTargets;
   const rank = overrides.rank ?? input.adapter.rank;
   const rankPattern = input.adapter.rankPattern ?? {};

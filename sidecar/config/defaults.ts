@@ -67,9 +67,19 @@ export const DEFAULT_TARGETS: Readonly<Record<'encoder' | 'decoder', readonly st
   decoder: ['q_proj', 'v_proj'],
 });
 
-/** Model types (config.json `model_type`) that are decoders; bert and roberta are encoders. */
+/** Default targets of families whose module names differ from their kind's (USE-lite: the demo's targets). */
+export const DEFAULT_TARGETS_BY_MODEL_TYPE: Readonly<Record<string, readonly string[]>> = Object.freeze({
+  use_lite: ['qkv', 'attention.output', 'residual_proj', 'ffn.intermediate', 'ffn.output'],
+});
+
+/** The default `adapter.targets` of a model family. */
+export function defaultTargetsFor(modelType: string, kind: 'encoder' | 'decoder'): string[] {
+  return [...(DEFAULT_TARGETS_BY_MODEL_TYPE[modelType] ?? DEFAULT_TARGETS[kind])];
+}
+
+/** Model types (config.json `model_type`) that are decoders; bert, roberta and use_lite are encoders. */
 export const DECODER_MODEL_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'gemma'];
-export const ENCODER_MODEL_TYPES: readonly string[] = ['bert', 'roberta'];
+export const ENCODER_MODEL_TYPES: readonly string[] = ['bert', 'roberta', 'use_lite'];
 
 /** The config's name without `.loraxs.yaml` (or `.yaml` / `.yml`): `sst2.loraxs.yaml` -> `sst2`. */
 export function configStem(file: string): string {

@@ -21,7 +21,7 @@ import type { DataConfig, InitKind, RunConfig, Task } from './types';
 import {
   ADAPTER_DEFAULTS,
   ANALYSIS_DEFAULTS,
-  DEFAULT_TARGETS,
+  defaultTargetsFor,
   SVD_DEFAULTS,
   TRAINING_DEFAULTS,
   defaultOutput,
@@ -477,7 +477,7 @@ function buildConfig(
 
   const a = raw.adapter;
   const rank = a.rank ?? ADAPTER_DEFAULTS.rank;
-  const targets = a.targets ?? (family ? [...DEFAULT_TARGETS[family.kind]] : []);
+  const targets = a.targets ?? (family ? defaultTargetsFor(family.modelType, family.kind) : []);
   if (a.targets) {
     const seen = new Map<string, number>();
     a.targets.forEach((t, i) => {
