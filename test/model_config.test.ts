@@ -136,7 +136,7 @@ test('other model types are refused by name, listing the supported ones', () => 
   for (const t of ['gemma2', 'gemma3', 'gpt2', 'llama4']) {
     assert.throws(() => parseModelConfig({ ...gemma2b, model_type: t }, F), (e: unknown) =>
       e instanceof LoraxsError && e.place?.file === F && e.place.detail === 'model_type'
-      && e.message.includes(`model_type '${t}' is not supported (supported: bert, roberta, llama, mistral, qwen2, gemma)`));
+      && e.message.includes(`model_type '${t}' is not supported (supported: bert, roberta, llama, mistral, qwen2, gemma, use_lite)`));
   }
   assert.throws(() => parseModelConfig({ hidden_size: 8 }, F), /'model_type' is missing/);
 });

@@ -25,7 +25,7 @@ export interface AnalysisConfig {
 export const SVD_DEFAULTS: Readonly<SvdConfig> = Object.freeze({
   method: 'randomized',
   oversamples: 10,
-  powerIters: 4,
+  powerIters: 7,
 });
 
 /** Adapter defaults except `alpha` (= rank) and `targets` (per family). */

@@ -39,7 +39,7 @@ export interface RandomizedSvdOptions {
   powerIters: number;
 }
 
-export const DEFAULT_RANDOMIZED: RandomizedSvdOptions = { oversamples: 10, powerIters: 4 };
+export const DEFAULT_RANDOMIZED: RandomizedSvdOptions = { oversamples: 10, powerIters: 7 };
 
 /**
  * The top `rank` singular triplets of W by the randomised algorithm.
