@@ -1,51 +1,70 @@
 /**
  * `loraxs merge`: W' = W + (α/r) · U_r R Σ_r V_rᵀ for every adapted module, written with the task head as
  * a new Hugging Face folder that transformers' Auto classes load (weights in the source dtype, sharded
- * beyond 2 GB, tokenizer files copied).
+ * beyond 2 GB, tokenizer files copied). Only the adapted weights go through the backend; every other
+ * tensor's bytes are copied from the source file as they are stored.
  */
 import * as path from 'node:path';
 import * as tf from '../tf';
+import { initBackend } from '../backend';
 import type { RunConfig } from '../config/types';
-import { readAdapterConfig } from '../loraxs/adapter_files';
-import { mergeWeights } from '../loraxs/merge';
+import { openCheckpoint, loadWeights, checkpointFingerprint, parameterNames } from '../io/checkpoint';
+import { readTensorBytes } from '../io/safetensors';
+import { loadAdapter } from '../loraxs/adapter_files';
+import { adapterFactors, checkBaseModel } from '../loraxs/factor_cache';
+import { mergeWeights, type MergeableModule } from '../loraxs/merge';
 import { writeHfModel, configForHead, type HfDtype, type TensorSource } from '../loraxs/hf_model_writer';
-import { openModelSession } from './model_session';
 import type { EngineEvents } from './events';
 
 /** Tensors of other task heads that the merged model's task class would not load. */
 function belongsToOtherHead(name: string, task: RunConfig['task']): boolean {
-  if (name.startsWith('cls.') || name.startsWith('lm_head.') && task !== 'causal-lm') return true;
+  if (name.startsWith('cls.') || (name.startsWith('lm_head.') && task !== 'causal-lm')) return true;
   return task === 'causal-lm' && (name.startsWith('classifier.') || name.startsWith('score.'));
 }
 
 export async function mergeRun(config: RunConfig, adapterDir: string, outDir: string, events?: EngineEvents): Promise<string> {
-  const saved = readAdapterConfig(adapterDir).config;
-  const session = await openModelSession({
-    modelDir: config.model, task: saved.task, numLabels: saved.numLabels ?? 1, adapter: null, seed: saved.seed,
-    dropout: null, adapterDir, events, configFile: config.file,
-  });
+  await initBackend();
+  const snapshot = loadAdapter(adapterDir);
+  const saved = snapshot.config;
+  const ckpt = openCheckpoint(config.model);
+  checkBaseModel(adapterDir, snapshot, checkpointFingerprint(ckpt), config.model);
+  const weights = loadWeights(ckpt, saved.modules.map((m) => `${m.name}.weight`));
+  const modules: MergeableModule[] = [];
+  let merged: ReturnType<typeof mergeWeights> | undefined;
   try {
-    const adapters = session.adapters!;
-    const modules = [...adapters.modules.values()].map((m) => ({ name: m.name, scale: m.scale, A: m.A, B: m.B, R: m.R as tf.Tensor2D }));
-    const merged = mergeWeights(session.backbone.weights, modules);
-    try {
-      const tensors = new Map<string, TensorSource>();
-      for (const [name, t] of merged.weights) if (!belongsToOtherHead(name, saved.task)) tensors.set(name, t);
-      for (const [name, v] of session.head.trainable) tensors.set(name, v);
-      const cfg = session.ckpt.config;
-      const dtype: HfDtype = cfg.dtype === 'float16' || cfg.dtype === 'bfloat16' ? cfg.dtype : 'float32';
-      events?.log?.(`merging ${merged.mergedNames.length} modules into ${outDir} (${dtype})`);
-      writeHfModel(outDir, {
-        config: configForHead(cfg.raw, cfg.modelType, saved.task, saved.id2label, saved.numLabels),
-        tensors,
-        dtype,
-        copyFrom: config.model,
+    const factors = adapterFactors(adapterDir, snapshot, weights, { onModule: (p) => events?.progress?.('factors', p.index + 1, p.total) });
+    for (const m of saved.modules) {
+      const f = factors.get(m.name)!;
+      modules.push({
+        name: m.name,
+        scale: saved.alpha / m.rank,
+        A: tf.tensor2d(f.A, [m.rank, m.inFeatures]),
+        B: tf.tensor2d(f.B, [m.outFeatures, m.rank]),
+        R: tf.tensor2d(snapshot.R.get(m.name)!, [m.rank, m.rank]),
       });
-    } finally {
-      for (const key of merged.mergedNames) merged.weights.get(key)?.dispose();
     }
+    merged = mergeWeights(weights, modules, adapterDir);
+    const cfg = ckpt.config;
+    const dtype: HfDtype = cfg.dtype === 'float16' || cfg.dtype === 'bfloat16' ? cfg.dtype : 'float32';
+    const tensors = new Map<string, TensorSource>();
+    for (const name of parameterNames(ckpt)) {
+      if (belongsToOtherHead(name, saved.task) || snapshot.head.has(name)) continue;
+      const mergedTensor = merged.weights.get(name);
+      const loc = ckpt.tensors.get(name)!;
+      tensors.set(name, mergedTensor ?? { shape: loc.entry.shape, dtype: loc.entry.dtype, read: () => readTensorBytes(loc.header, loc.sourceName) });
+    }
+    for (const [name, h] of snapshot.head) tensors.set(name, { shape: h.shape, data: h.data });
+    events?.log?.(`merging ${merged.mergedNames.length} modules into ${outDir} (${dtype})`);
+    writeHfModel(outDir, {
+      config: configForHead(cfg.raw, cfg.modelType, saved.task, saved.id2label, saved.numLabels),
+      tensors,
+      dtype,
+      copyFrom: config.model,
+    });
   } finally {
-    session.dispose();
+    for (const key of merged?.mergedNames ?? []) merged!.weights.get(key)?.dispose();
+    for (const m of modules) [m.A, m.B, m.R].forEach((t) => t.dispose());
+    for (const t of weights.values()) t.dispose();
   }
   return path.resolve(outDir);
 }

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tf from '../tf';
-import { encodeSafetensors, float32ToDtype, type TensorToWrite } from '../io/safetensors';
+import { bytesToFloat32, encodeSafetensors, float32ToDtype, type Dtype, type TensorToWrite } from '../io/safetensors';
 import type { ModelType } from '../models/types';
 import type { Task } from '../config/types';
 import { writeFolderAtomically } from './folder_swap';
@@ -23,7 +23,17 @@ export const TOKENIZER_FILES = [
 
 export type HfDtype = 'float32' | 'float16' | 'bfloat16';
 
-export type TensorSource = tf.Tensor | { shape: number[]; data: Float32Array };
+/**
+ * A tensor to write: on the backend, float32 values, or bytes as stored in a source file (`read` is
+ * called when the tensor is written; bytes already in the output dtype are copied as they are).
+ */
+export type TensorSource = tf.Tensor | { shape: number[]; data: Float32Array } | StoredBytes;
+
+export interface StoredBytes {
+  shape: number[];
+  dtype: Dtype;
+  read(): Buffer;
+}
 
 export interface HfModelToWrite {
   /** config.json content (already updated for the head: see configForHead). */
@@ -76,8 +86,14 @@ function isTensor(src: TensorSource): src is tf.Tensor {
 }
 
 function toWrite(name: string, src: TensorSource, dtype: HfDtype): TensorToWrite {
+  const target = ST_DTYPE[dtype];
+  if ('read' in src) {
+    const bytes = src.read();
+    if (src.dtype === target) return { name, dtype: target, shape: [...src.shape], data: bytes };
+    return { name, dtype: target, shape: [...src.shape], data: float32ToDtype(bytesToFloat32(bytes, src.dtype), target) };
+  }
   const data = isTensor(src) ? (src.dataSync() as Float32Array) : src.data;
-  return { name, dtype: ST_DTYPE[dtype], shape: [...src.shape], data: float32ToDtype(data, ST_DTYPE[dtype]) };
+  return { name, dtype: target, shape: [...src.shape], data: float32ToDtype(data, target) };
 }
 
 /** Writes the folder; returns the weight files written (relative names). */
