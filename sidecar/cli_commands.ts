@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend, measureMatmulGflops } from './backend';
 import { LoraxsError } from './errors';
+import { str, required, positiveInt, interruptSignal, type OptionValues } from './cli_options';
 import { loadConfig } from './config/parse';
 import { computeParams } from './params';
 import { stderrEvents } from './engine/events';
@@ -19,7 +20,6 @@ import { importUseLite } from './importers/use_lite';
 import { runDemo, demoReport, DEMO_DEFAULTS } from './demo/demo';
 import { ablateCommand } from './analysis/ablate_command';
 
-type Values = Record<string, string | boolean | undefined>;
 
 export interface OptionSpec {
   type: 'string' | 'boolean';
@@ -32,41 +32,11 @@ export interface CommandSpec {
   usage: string;
   positionals: number;
   options: Record<string, OptionSpec>;
-  run(positionals: string[], values: Values): Promise<number | void>;
+  run(positionals: string[], values: OptionValues): Promise<number | void>;
 }
 
 const json: OptionSpec = { type: 'boolean', help: 'print the result as JSON on stdout' };
 const adapterOpt: OptionSpec = { type: 'string', valueName: 'dir', help: 'adapter folder written by `loraxs train`' };
-
-function str(v: Values, key: string): string | undefined {
-  const x = v[key];
-  return typeof x === 'string' ? x : undefined;
-}
-
-function required(v: Values, key: string): string {
-  const x = str(v, key);
-  if (!x) throw new LoraxsError(`--${key} is required`);
-  return x;
-}
-
-function positiveInt(v: Values, key: string): number | undefined {
-  const x = str(v, key);
-  if (x === undefined) return undefined;
-  const n = Number(x);
-  if (!Number.isInteger(n) || n < 1) throw new LoraxsError(`--${key} must be a positive integer, got '${x}'`);
-  return n;
-}
-
-/** Ctrl-C asks the engine to stop at the next safe point (it saves a checkpoint); a second one exits. */
-function interruptSignal(): AbortSignal {
-  const controller = new AbortController();
-  process.on('SIGINT', () => {
-    if (controller.signal.aborted) process.exit(130);
-    process.stderr.write('\ncancelling: saving a checkpoint (Ctrl-C again to quit at once)\n');
-    controller.abort();
-  });
-  return controller.signal;
-}
 
 function print(value: unknown, asJson: boolean, text: () => string): void {
   process.stdout.write(asJson ? JSON.stringify(value, null, 2) + '\n' : text());
@@ -109,7 +79,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     options: { resume: { type: 'boolean', help: 'continue from the last checkpoint in the output folder' }, json },
     async run([file], v) {
       const config = loadConfig(file, { requireTraining: true });
-      const result = await runTraining(config, { resume: v.resume === true, events: stderrEvents(), signal: interruptSignal() });
+      const result = await runTraining(config, { resume: v.resume === true, events: stderrEvents(), signal: interruptSignal('saving a checkpoint') });
       print(result, v.json === true, () =>
         `${result.cancelled ? 'cancelled at' : 'finished'} step ${result.steps}; adapter: ${result.adapterDir}` +
         (result.best ? `; best ${JSON.stringify(result.best.eval)} at epoch ${result.best.epoch}` : '') + '\n');

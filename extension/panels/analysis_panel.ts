@@ -8,17 +8,11 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { panelHtml } from './webview_html';
 import { AblateProgressNotification, AblateRequest, CancelAblationRequest, ReadAnalysisRequest } from '../../sidecar/protocol';
 import type { AnalysisPanelMessage, AnalysisPanelRequest } from '../../sidecar/protocol';
 import type { AnalysisRequest } from '../../sidecar/analysis/analysis_options';
 import type { SidecarClient } from '../client';
-
-function nonce(): string {
-  const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-  let s = '';
-  for (let i = 0; i < 32; i++) s += chars[Math.floor(Math.random() * chars.length)];
-  return s;
-}
 
 /** What the panel remembers across a window reload (the webview's state holds it too). */
 interface SavedState {
@@ -183,30 +177,11 @@ export class AnalysisPanel implements vscode.Disposable {
   }
 
   private html(): string {
-    const webview = this.panel.webview;
-    const asset = (f: string) => webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview', f)).toString();
-    const n = nonce();
-    const csp = [
-      "default-src 'none'",
-      `script-src 'nonce-${n}'`,
-      `style-src ${webview.cspSource}`,
-      `img-src ${webview.cspSource} data:`,
-      `font-src ${webview.cspSource}`,
-    ].join('; ');
-    return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${asset('analysis_panel.css')}">
-<title>LoRA-XS Singular-Value Analysis</title>
-</head>
-<body>
-<div id="app"></div>
-<script nonce="${n}" src="${asset('analysis_panel.js')}"></script>
-</body>
-</html>`;
+    return panelHtml(this.panel.webview, this.extensionUri, {
+      name: 'analysis_panel',
+      title: 'LoRA-XS Singular-Value Analysis',
+      body: `<div id="app"></div>`,
+    });
   }
 
   dispose(): void {

@@ -9,19 +9,13 @@
  */
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { panelHtml } from './webview_html';
 import { ReadMetricsRequest } from '../../sidecar/protocol';
 import type { TrainingPanelRequest, TrainingPanelUpdate, TrainingRunSummary } from '../../sidecar/protocol';
 import type { SidecarClient } from '../client';
 
 /** Messages kept for a page that is loading or hidden; beyond this the oldest steps are dropped. */
 const MAX_QUEUE = 100000;
-
-function nonce(): string {
-  const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-  let s = '';
-  for (let i = 0; i < 32; i++) s += chars[Math.floor(Math.random() * chars.length)];
-  return s;
-}
 
 export class TrainingPanel implements vscode.Disposable {
   static readonly viewType = 'loraxs.trainingPanel';
@@ -131,36 +125,17 @@ export class TrainingPanel implements vscode.Disposable {
   }
 
   private html(): string {
-    const webview = this.panel.webview;
-    const asset = (f: string) => webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview', f)).toString();
-    const n = nonce();
-    const csp = [
-      "default-src 'none'",
-      `script-src 'nonce-${n}'`,
-      `style-src ${webview.cspSource}`,
-      `img-src ${webview.cspSource} data:`,
-      `font-src ${webview.cspSource}`,
-    ].join('; ');
-    return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${asset('training_panel.css')}">
-<title>LoRA-XS Training</title>
-</head>
-<body>
-<h1>LoRA-XS training</h1>
+    return panelHtml(this.panel.webview, this.extensionUri, {
+      name: 'training_panel',
+      title: 'LoRA-XS Training',
+      body: `<h1>LoRA-XS training</h1>
 <p id="empty">No runs yet: run "LoRA-XS: Fine-tune with LoRA-XS" on a config, or "Show Training Results".</p>
 <div class="charts">
   <div class="chart"><canvas id="loss-chart" aria-label="training loss per step"></canvas></div>
   <div class="chart"><canvas id="lr-chart" aria-label="learning rate per step"></canvas></div>
 </div>
-<div id="runs"></div>
-<script nonce="${n}" src="${asset('training_panel.js')}"></script>
-</body>
-</html>`;
+<div id="runs"></div>`,
+    });
   }
 
   dispose(): void {

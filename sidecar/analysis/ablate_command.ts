@@ -5,6 +5,7 @@
  */
 import type { CommandSpec } from '../cli_commands';
 import { LoraxsError } from '../errors';
+import { str, list, numbers, positiveInt, oneOf, interruptSignal } from '../cli_options';
 import { loadConfig } from '../config/parse';
 import { stderrEvents } from '../engine/events';
 import { INIT_KINDS } from '../loraxs/init';
@@ -13,49 +14,6 @@ import { runAnalysis, type AnalysisReport } from './analysis_run';
 import { ANALYSIS_KINDS } from './analysis_options';
 import { analysisDir, type AnalysisKind } from './ablation_results';
 import { REGIONS, type Region } from './spectrum_regions';
-
-type Values = Record<string, string | boolean | undefined>;
-
-function str(v: Values, key: string): string | undefined {
-  const x = v[key];
-  return typeof x === 'string' ? x : undefined;
-}
-
-function list(v: Values, key: string): string[] | undefined {
-  return str(v, key)?.split(',').map((s) => s.trim()).filter(Boolean);
-}
-
-function numbers(v: Values, key: string, integer: boolean): number[] | undefined {
-  return list(v, key)?.map((s) => {
-    const n = Number(s);
-    if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new LoraxsError(`--${key} takes ${integer ? 'integers' : 'numbers'} separated by commas, got '${s}'`);
-    return n;
-  });
-}
-
-function positiveInt(v: Values, key: string): number | undefined {
-  const x = str(v, key);
-  if (x === undefined) return undefined;
-  const n = Number(x);
-  if (!Number.isInteger(n) || n < 1) throw new LoraxsError(`--${key} must be a positive integer, got '${x}'`);
-  return n;
-}
-
-function oneOf<T extends string>(values: string[] | undefined, allowed: readonly T[], key: string): T[] | undefined {
-  for (const x of values ?? []) if (!(allowed as readonly string[]).includes(x)) throw new LoraxsError(`--${key} takes ${allowed.join(', ')}; got '${x}'`);
-  return values as T[] | undefined;
-}
-
-/** Ctrl-C stops at the next evaluation boundary; a second one exits at once. */
-function interruptSignal(): AbortSignal {
-  const controller = new AbortController();
-  process.on('SIGINT', () => {
-    if (controller.signal.aborted) process.exit(130);
-    process.stderr.write('\ncancelling after the current evaluation (Ctrl-C again to quit at once); results so far are kept\n');
-    controller.abort();
-  });
-  return controller.signal;
-}
 
 /** A short text summary of a report for the terminal. */
 export function reportText(r: AnalysisReport, dir: string): string {
@@ -115,7 +73,7 @@ export const ablateCommand: CommandSpec = {
       inits: oneOf(list(v, 'inits'), INIT_KINDS, 'inits') as InitKind[] | undefined,
       ranks: numbers(v, 'ranks', true),
       targets: list(v, 'targets'),
-    }, stderrEvents(), interruptSignal());
+    }, stderrEvents(), interruptSignal('stopping after the current evaluation; results so far are kept'));
     process.stdout.write(v.json === true ? JSON.stringify(report, null, 2) + '\n' : reportText(report, analysisDir(config.output)));
     return report.cancelled ? 130 : 0;
   },
