@@ -143,10 +143,16 @@ test('end to end: the singular-value analysis panel runs a retention sweep and d
 
       // A per-layer retention sweep with the adapter (a path relative to the config), from the form.
       const field = (label: string) => frame.locator('.controls label', { hasText: label }).locator('input');
-      await frame.locator('.controls label', { hasText: 'analysis' }).locator('select').selectOption('retention');
-      await field('adapter').fill('runs/analysis');
-      await field('fractions').fill(FRACTIONS.join(','));
-      await field('eval limit').fill(String(EVAL_LIMIT));
+      // The panel may still re-render its form from saved reports just after opening: fill until the
+      // values stick.
+      const form: Array<[string, string]> = [['adapter', 'runs/analysis'], ['fractions', FRACTIONS.join(',')], ['eval limit', String(EVAL_LIMIT)]];
+      await poll('the form keeps its values', async () => {
+        await frame.locator('.controls label', { hasText: 'analysis' }).locator('select').selectOption('retention');
+        for (const [label, value] of form) await field(label).fill(value);
+        await new Promise((r) => setTimeout(r, 500));
+        for (const [label, value] of form) if ((await field(label).inputValue()) !== value) return undefined;
+        return true;
+      }, 20000);
       assert.equal(await field('per layer').isChecked(), true, 'per layer is on by default');
       await frame.locator('.controls button', { hasText: 'Run' }).click();
       mark('retention sweep started from the panel');

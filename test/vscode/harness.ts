@@ -194,14 +194,25 @@ export async function runCommand(page: Page, title: string, timeoutMs = 30000): 
   }
 }
 
-/** Opens a workspace file with Quick Open (Ctrl+P). */
-export async function openFile(page: Page, name: string): Promise<void> {
-  await page.keyboard.press('Escape');
-  await page.keyboard.press('Control+P');
-  const input = page.locator('.quick-input-widget input');
-  await input.waitFor({ state: 'visible', timeout: 10000 });
-  await input.fill(name);
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ state: 'visible', timeout: 15000 });
-  await page.keyboard.press('Enter');
-  await page.locator('.tab.active', { hasText: name }).waitFor({ state: 'visible', timeout: 15000 });
+/**
+ * Opens a workspace file with Quick Open (Ctrl+P). Retries like runCommand: when focus sits in a webview
+ * or a notification takes it, the quick input can close again before it is typed into.
+ */
+export async function openFile(page: Page, name: string, timeoutMs = 30000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('Control+P');
+      const input = page.locator('.quick-input-widget input');
+      await input.waitFor({ state: 'visible', timeout: 5000 });
+      await input.fill(name, { timeout: 5000 });
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ state: 'visible', timeout: 10000 });
+      await page.keyboard.press('Enter');
+      await page.locator('.tab.active', { hasText: name }).waitFor({ state: 'visible', timeout: 10000 });
+      return;
+    } catch (e) {
+      if (Date.now() > deadline) throw new Error(`could not open ${name} with Quick Open within ${timeoutMs} ms: ${(e as Error).message}`);
+    }
+  }
 }
