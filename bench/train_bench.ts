@@ -17,6 +17,7 @@ import * as tf from '../sidecar/tf';
 import { measureMatmulGflops } from '../sidecar/backend';
 import { openModelSession, type ModelSession } from '../sidecar/engine/model_session';
 import { batchInputs, batchLoss } from '../sidecar/train/evaluation';
+import { accumulateGrads } from '../sidecar/train/grad_accumulate';
 import { createOptimizer, type Optimizer } from '../sidecar/train/optimizers';
 import { taskLogits } from '../sidecar/models/task_model';
 import type { Batch } from '../sidecar/train/batching';
@@ -73,18 +74,7 @@ async function engineStep(session: ModelSession, opt: Optimizer, micro: Batch[],
     for (const t of Object.values(inputs)) if (t) t.dispose();
     loss += (await value.data())[0];
     value.dispose();
-    const next = new Map<string, tf.Tensor>();
-    for (const [name, v] of trainable) {
-      const gi = g[v.name];
-      if (!gi) continue;
-      const prev = grads.get(name);
-      next.set(name, prev ? tf.add(prev, gi) : gi);
-      if (prev) {
-        prev.dispose();
-        gi.dispose();
-      }
-    }
-    grads = next;
+    grads = accumulateGrads(grads, g, trainable);
     await Promise.all([...grads.values()].map((t) => t.data()));
     fwdBwd.push((performance.now() - t0) / 1000);
   }

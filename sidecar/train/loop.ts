@@ -30,6 +30,7 @@ import { batchIndices, makeBatch, batchesPerEpoch, epochOrder } from './batching
 import { createOptimizer } from './optimizers';
 import { makeSchedule, lrAt } from './schedule';
 import { clipGradNorm } from './grad_clip';
+import { accumulateGrads } from './grad_accumulate';
 import { batchInputs, batchLoss, evaluate, isBetter, bestMetricOf } from './evaluation';
 import { snapshotCheckpoint, writeCheckpoint, loadTrainingCheckpoint, loadTrainingCheckpointPosition, type PendingCheckpoint, type TrainingPosition } from './checkpoint';
 import { trimMetricsLog, appendMetricsLine } from './metrics_log';
@@ -193,18 +194,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
           for (const t of Object.values(inputs)) if (t) t.dispose();
           loss += (await value.data())[0]; // sync point: one scalar read per batch
           value.dispose();
-          const next = new Map<string, tf.Tensor>();
-          for (const [name, v] of trainable) {
-            const gi = g[v.name];
-            if (!gi) continue;
-            const prev = grads.get(name);
-            next.set(name, prev ? tf.add(prev, gi) : gi);
-            if (prev) {
-              prev.dispose();
-              gi.dispose();
-            }
-          }
-          grads = next;
+          grads = accumulateGrads(grads, g, trainable);
         }
         if (!Number.isFinite(loss)) {
           for (const g of grads.values()) g.dispose();

@@ -10,27 +10,12 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Page } from 'playwright-core';
 import { makeWorkspace } from '../workspace';
 import {
+  poll, panelFrame,
   artifactsDir, installVsix, launchBrowser, missingTools, openFile, runCommand, scratchDir, startCodeServer, vsixPath, waitForWorkbench,
 } from './harness';
 import { BAD_CONFIG, BAD_KEY, GOOD_CONFIG, LORAXS_PARAMS } from './workspace_configs';
-
-async function poll<T>(what: string, f: () => Promise<T | undefined>, ms: number): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-/** The training panel's document: two iframes down (VS Code's webview host, then the content). */
-function panelFrame(page: Page) {
-  return page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
-}
 
 test('end to end: install the .vsix, see the bad key and the parameter count, fine-tune from the palette, watch the panel',
   { skip: missingTools(), timeout: 10 * 60 * 1000 }, async () => {

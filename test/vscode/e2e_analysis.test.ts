@@ -13,10 +13,11 @@ import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { FrameLocator, Locator, Page } from 'playwright-core';
+import type { Locator } from 'playwright-core';
 import { repoRoot } from '../paths';
 import { makeWorkspace, WORDS } from '../workspace';
 import {
+  poll, panelFrame,
   artifactsDir, installVsix, launchBrowser, missingTools, openFile, runCommand, scratchDir, startCodeServer, vsixPath, waitForWorkbench,
 } from './harness';
 import type { AblationReport } from '../../sidecar/analysis/ablation_results';
@@ -65,21 +66,6 @@ function cueSentences(n: number, seed: number): string {
     rows.push(`${words.join(' ')}\t${label}`);
   }
   return rows.join('\n') + '\n';
-}
-
-async function poll<T>(what: string, f: () => Promise<T | undefined>, ms: number): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-/** The analysis panel's document: two iframes down (VS Code's webview host, then the content). */
-function panelFrame(page: Page): FrameLocator {
-  return page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
 }
 
 async function numberAttr(l: Locator, name: string): Promise<number> {

@@ -15,7 +15,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { chromium } from 'playwright-core';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, FrameLocator, Page } from 'playwright-core';
 import { repoRoot } from '../paths';
 
 const cache = path.join(repoRoot, '.cache', 'vscode-test');
@@ -215,4 +215,20 @@ export async function openFile(page: Page, name: string, timeoutMs = 30000): Pro
       if (Date.now() > deadline) throw new Error(`could not open ${name} with Quick Open within ${timeoutMs} ms: ${(e as Error).message}`);
     }
   }
+}
+
+/** Calls `f` every 250 ms until it gives a value (errors count as no value yet), or fails after `ms`. */
+export async function poll<T>(what: string, f: () => Promise<T | undefined>, ms: number): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** The active webview panel's document: two iframes down (VS Code's webview host, then the content). */
+export function panelFrame(page: Page): FrameLocator {
+  return page.frameLocator('iframe.webview.ready').frameLocator('iframe#active-frame');
 }
