@@ -499,6 +499,11 @@ function initView(r: InitReport | null, live: InitRun[]): HTMLElement {
 // The page
 
 function render(): void {
+  // A full render supersedes a scheduled one (which would otherwise redraw, and drop a hovered tooltip, later).
+  if (pending !== undefined) {
+    window.clearTimeout(pending);
+    pending = undefined;
+  }
   for (const c of charts.splice(0)) c.destroy();
   const app = document.getElementById('app')!;
   app.replaceChildren();

@@ -179,9 +179,13 @@ test('end to end: the singular-value analysis panel runs a retention sweep and d
         w: await numberAttr(heatmap, 'data-cell-width'), h: await numberAttr(heatmap, 'data-cell-height'),
       };
       const [mi, layer] = [MODULES.indexOf('value'), 1];
-      await heatmap.hover({ position: { x: geom.left + layer * geom.w + geom.w / 2, y: geom.top + mi * geom.h + geom.h / 2 } });
       const tip = frame.locator('#tooltip');
-      await tip.waitFor({ state: 'visible', timeout: 5000 });
+      // Move onto the cell from outside, so the canvas gets a mousemove even if the pointer was there already.
+      await poll('the heatmap tooltip', async () => {
+        await page.mouse.move(0, 0);
+        await heatmap.hover({ position: { x: geom.left + layer * geom.w + geom.w / 2, y: geom.top + mi * geom.h + geom.h / 2 } });
+        return tip.waitFor({ state: 'visible', timeout: 1500 }).then(() => true);
+      }, 10000);
       const tipText = await tip.innerText();
       const cell = shown.find((r) => r.module === 'value' && r.layer === layer)!;
       const all = report.results.find((r) => r.module === 'value' && r.layer === null && r.region === 'top' && r.fraction === 0.5)!;
