@@ -36,8 +36,23 @@ async function child(name: string): Promise<Record<string, unknown>> {
   step();
   const times = Array.from({ length: cpu ? 2 : 5 }, step);
   const s = median(times);
+  // x·Wᵀ with the transpose flag (what every linear layer asks for) vs an explicit transpose and a plain
+  // product: on wasm the flag takes sidecar/wasm_matmul.ts's path, which should be no slower.
+  const xa = tf.randomNormal([cpu ? 128 : 1024, 512]);
+  const wa = tf.randomNormal([1536, 512]);
+  const timeMs = (f: () => tf.Tensor): number => median(Array.from({ length: cpu ? 1 : 5 }, () => {
+    const t0 = performance.now();
+    const y = f();
+    y.dataSync();
+    y.dispose();
+    return performance.now() - t0;
+  }));
+  const flaggedMs = timeMs(() => tf.matMul(xa, wa, false, true));
+  const explicitMs = timeMs(() => tf.tidy(() => tf.matMul(xa, tf.transpose(wa))));
+  tf.dispose([xa, wa]);
   return {
     backend: name, available: true, tokens: T, d, r, step_s: s, tokens_per_s: T / s,
+    x_wT_flagged_ms: flaggedMs, x_transpose_w_ms: explicitMs, flagged_over_explicit: flaggedMs / explicitMs,
     matmul_gflops_512: await measureMatmulGflops(512, cpu ? 1 : 5),
     note: cpu ? `pure JavaScript; measured at T = ${T} (one tiny measurement)` : 'WebAssembly SIMD, 1 thread',
   };

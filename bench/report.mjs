@@ -129,6 +129,11 @@ function markdown(r) {
   if (r.backends) {
     L.push('', `## Backends (${r.backends.step}, d = 768, r = 16)`, '', '| backend | available | tokens/s | matmul GFLOP/s (512²) | note |', '| --- | --- | ---: | ---: | --- |');
     for (const b of r.backends.results) L.push(`| ${b.backend} | ${b.available ? 'yes' : 'no'} | ${f(b.tokens_per_s, 0)} | ${f(b.matmul_gflops_512, 1)} | ${b.note ?? b.why ?? ''} |`);
+    const flagged = r.backends.results.filter((b) => b.x_wT_flagged_ms !== undefined);
+    if (flagged.length) {
+      L.push('', 'x (1024 × 512; 128 × 512 on cpu) · Wᵀ (W 1536 × 512) with the transpose flag vs an explicit transpose then a plain product:', '', '| backend | flagged ms | explicit ms | ratio |', '| --- | ---: | ---: | ---: |');
+      for (const b of flagged) L.push(`| ${b.backend} | ${f(b.x_wT_flagged_ms, 1)} | ${f(b.x_transpose_w_ms, 1)} | ${f(b.flagged_over_explicit, 2)} |`);
+    }
   }
   return L.join('\n') + '\n';
 }

@@ -18,6 +18,11 @@ interface WasmBackendLike { disposeData(id: unknown): void }
 
 const sizeOf = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
 
+/** Whether BatchMatMul on wasm is this module's kernel (the backend set-up installs it). */
+export function wasmMatMulPatched(): boolean {
+  return patched;
+}
+
 /** Re-registers BatchMatMul for the wasm backend (once; after the backend is initialised). */
 export function patchWasmMatMul(): void {
   if (patched) return;

