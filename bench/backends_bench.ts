@@ -2,8 +2,8 @@
  * The same LoRA-XS layer step on each TensorFlow.js backend this machine has: T = 1024 tokens, d = 768,
  * r = 16, y = x Wᵀ + (α/r)·((x Aᵀ) Rᵀ) Bᵀ (sidecar/loraxs/adapted_context.ts adaptedLinear), loss ‖y‖²,
  * gradient for R; plus the backend's matmul GFLOP/s. Each backend runs in its own process (initBackend
- * picks once per process). wasm with threads and WebGPU are reported as not available with the reason
- * when they cannot run here.
+ * picks once per process): wasm with 1 thread, wasm with one thread per core (sidecar/wasm_threads.ts),
+ * cpu. WebGPU and the native backends are reported as not available with the reason.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -16,7 +16,8 @@ import { machineInfo, median, partsDir, writePart } from './common';
 
 async function child(name: string): Promise<Record<string, unknown>> {
   const info = await initBackend(name);
-  if (info.name !== name) return { backend: name, available: false, why: info.attempts.map((a) => `${a.candidate}: ${a.why}`).join('; ') };
+  const label = name === 'wasm' ? `wasm, ${info.threads ?? 1} thread${(info.threads ?? 1) > 1 ? 's' : ''}` : name;
+  if (info.name !== name) return { backend: label, available: false, why: info.attempts.map((a) => `${a.candidate}: ${a.why}`).join('; ') };
   const cpu = name === 'cpu';
   const T = cpu ? 256 : 1024;
   const d = 768;
@@ -51,25 +52,33 @@ async function child(name: string): Promise<Record<string, unknown>> {
   const explicitMs = timeMs(() => tf.tidy(() => tf.matMul(xa, tf.transpose(wa))));
   tf.dispose([xa, wa]);
   return {
-    backend: name, available: true, tokens: T, d, r, step_s: s, tokens_per_s: T / s,
+    backend: label, available: true, threads: info.threads, tokens: T, d, r, step_s: s, tokens_per_s: T / s,
     x_wT_flagged_ms: flaggedMs, x_transpose_w_ms: explicitMs, flagged_over_explicit: flaggedMs / explicitMs,
     matmul_gflops_512: await measureMatmulGflops(512, cpu ? 1 : 5),
-    note: cpu ? `pure JavaScript; measured at T = ${T} (one tiny measurement)` : 'WebAssembly SIMD, 1 thread',
+    matmul_gflops_1024: cpu ? null : await measureMatmulGflops(1024, 5),
+    note: cpu ? `pure JavaScript; measured at T = ${T} (one tiny measurement)` : `WebAssembly SIMD, ${info.threads ?? 1} thread(s) (LORAXS_WASM_THREADS)`,
   };
 }
 
 async function main(): Promise<void> {
-  const which = process.argv[2];
+  const [which, tag] = process.argv.slice(2);
   if (which) {
-    fs.writeFileSync(path.join(partsDir, `backend-${which}.json`), JSON.stringify(await child(which)));
+    fs.writeFileSync(path.join(partsDir, `backend-${tag}.json`), JSON.stringify(await child(which)));
     return;
   }
   const results: unknown[] = [];
-  for (const name of ['wasm', 'cpu']) {
-    const out = path.join(partsDir, `backend-${name}.json`);
+  // wasm single-threaded, wasm with one thread per core (the default), and the pure-JS cpu backend.
+  const runs: Array<[string, string, Record<string, string>]> = [
+    ['wasm', 'wasm-1', { LORAXS_WASM_THREADS: '1' }], ['wasm', 'wasm-threads', {}], ['cpu', 'cpu', {}],
+  ];
+  for (const [name, tag, env] of runs) {
+    const out = path.join(partsDir, `backend-${tag}.json`);
     fs.mkdirSync(partsDir, { recursive: true });
-    spawnSync(process.execPath, [__filename, name], { stdio: 'inherit', env: process.env });
-    results.push(fs.existsSync(out) ? JSON.parse(fs.readFileSync(out, 'utf8')) : { backend: name, available: false, why: 'the measurement process failed' });
+    fs.rmSync(out, { force: true });
+    const childEnv = { ...process.env, ...env };
+    if (!('LORAXS_WASM_THREADS' in env)) delete childEnv.LORAXS_WASM_THREADS;
+    spawnSync(process.execPath, [__filename, name, tag], { stdio: 'inherit', env: childEnv });
+    results.push(fs.existsSync(out) ? JSON.parse(fs.readFileSync(out, 'utf8')) : { backend: tag, available: false, why: 'the measurement process failed' });
   }
   let webgpu = 'the `webgpu` npm package (Dawn) is not installed; with a software adapter (Mesa lavapipe) it measures about 3.7 GFLOP/s, slower than wasm, so it is not benchmarked here';
   try {
@@ -78,7 +87,6 @@ async function main(): Promise<void> {
   } catch {
     /* not installed */
   }
-  results.push({ backend: 'wasm, 2 threads', available: false, why: 'tfjs-backend-wasm turns threads off under Node (and caps them at cores / 2); sidecar/backend.ts sets 1 thread' });
   results.push({ backend: 'webgpu', available: false, why: webgpu });
   results.push({ backend: 'tensorflow (tfjs-node / tfjs-node-gpu)', available: false, why: 'optional dependency, not installable offline (downloads libtensorflow)' });
   writePart('backends', { machine: machineInfo(), step: 'one LoRA-XS layer: forward + gradient of R', results });

@@ -127,8 +127,8 @@ function markdown(r) {
       `whole folder: ${Object.entries(g.adapter.folder_files_bytes).map(([k, b]) => `${k} ${b} B`).join(', ')}.`);
   }
   if (r.backends) {
-    L.push('', `## Backends (${r.backends.step}, d = 768, r = 16)`, '', '| backend | available | tokens/s | matmul GFLOP/s (512²) | note |', '| --- | --- | ---: | ---: | --- |');
-    for (const b of r.backends.results) L.push(`| ${b.backend} | ${b.available ? 'yes' : 'no'} | ${f(b.tokens_per_s, 0)} | ${f(b.matmul_gflops_512, 1)} | ${b.note ?? b.why ?? ''} |`);
+    L.push('', `## Backends (${r.backends.step}, d = 768, r = 16)`, '', '| backend | available | tokens/s | matmul GFLOP/s (512²) | matmul GFLOP/s (1024²) | note |', '| --- | --- | ---: | ---: | ---: | --- |');
+    for (const b of r.backends.results) L.push(`| ${b.backend} | ${b.available ? 'yes' : 'no'} | ${f(b.tokens_per_s, 0)} | ${f(b.matmul_gflops_512, 1)} | ${f(b.matmul_gflops_1024, 1)} | ${b.note ?? b.why ?? ''} |`);
     const flagged = r.backends.results.filter((b) => b.x_wT_flagged_ms !== undefined);
     if (flagged.length) {
       L.push('', 'x (1024 × 512; 128 × 512 on cpu) · Wᵀ (W 1536 × 512) with the transpose flag vs an explicit transpose then a plain product:', '', '| backend | flagged ms | explicit ms | ratio |', '| --- | ---: | ---: | ---: |');

@@ -3,14 +3,13 @@
 // bench/results/<date>-<machine>.json and .md from the parts' results (bench/report.mjs).
 // Parts: svd, train, tta, merge, backends (default: all). The Python references need `bash bench/setup.sh`.
 import { build } from 'esbuild';
-import { cpSync, mkdirSync, readdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join, dirname } from 'node:path';
 import { loadavg } from 'node:os';
-import { createRequire } from 'node:module';
 import { writeReport } from './report.mjs';
+import { copyWasmFiles } from '../scripts/wasm_files.mjs';
 
-const require = createRequire(import.meta.url);
 const root = dirname(dirname(new URL(import.meta.url).pathname));
 const ALL = ['svd', 'train', 'tta', 'merge', 'backends'];
 const args = process.argv.slice(2);
@@ -21,9 +20,7 @@ for (const p of parts) if (!ALL.includes(p)) throw new Error(`unknown part ${p};
 const selected = parts.length ? parts : ALL;
 
 const out = join(root, 'dist', 'bench');
-mkdirSync(join(out, 'wasm'), { recursive: true });
-const wasmDir = join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
-for (const f of readdirSync(wasmDir).filter((f) => f.endsWith('.wasm'))) cpSync(join(wasmDir, f), join(out, 'wasm', f));
+copyWasmFiles(join(out, 'wasm'));
 await build({
   entryPoints: Object.fromEntries(ALL.map((p) => [`${p}_bench`, `bench/${p}_bench.ts`])),
   outdir: out, bundle: true, sourcemap: true, logLevel: 'warning', absWorkingDir: root,

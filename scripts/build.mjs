@@ -2,17 +2,14 @@
 // tsc only type-checks (npm run typecheck). The tfjs .wasm binaries are copied beside the sidecar
 // bundle because esbuild does not copy them; sidecar/backend.ts points the wasm backend at dist/wasm/.
 import { build } from 'esbuild';
-import { cpSync, mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { cpSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
-import { createRequire } from 'node:module';
+import { copyWasmFiles } from './wasm_files.mjs';
 
-const require = createRequire(import.meta.url);
 const root = dirname(dirname(new URL(import.meta.url).pathname));
 const common = { bundle: true, sourcemap: true, logLevel: 'warning', absWorkingDir: root };
 
-mkdirSync(join(root, 'dist/wasm'), { recursive: true });
-const wasmDir = join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
-for (const f of readdirSync(wasmDir).filter((f) => f.endsWith('.wasm'))) cpSync(join(wasmDir, f), join(root, 'dist/wasm', f));
+copyWasmFiles(join(root, 'dist/wasm'));
 cpSync(join(root, 'sidecar/config/loraxs.schema.json'), join(root, 'dist/loraxs.schema.json'));
 
 // Optional native backends: loaded at run time when installed, never bundled.

@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from './tf';
 import { patchWasmMatMul } from './wasm_matmul';
-import { setWasmPaths, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { getThreadsCount, setWasmPaths, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { threadedWasmUnavailable, wasmThreadsWanted, withThreadedWasm } from './wasm_threads';
 
 export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 
@@ -24,6 +25,8 @@ export interface BackendInfo {
   attempts: BackendAttempt[];
   /** Bytes the backend can hold; models larger than this are refused before loading. */
   memoryLimitBytes: number;
+  /** wasm only: the threads of XNNPACK's pool (1: single-threaded). */
+  threads?: number;
   warning?: string;
 }
 
@@ -87,20 +90,50 @@ async function tryWebGpu(attempts: BackendAttempt[]): Promise<boolean> {
   return false;
 }
 
-async function tryWasm(attempts: BackendAttempt[]): Promise<boolean> {
+async function tryWasm(attempts: BackendAttempt[]): Promise<{ ok: boolean; threads?: number }> {
+  let dir: string;
+  let threads: number;
   try {
-    setWasmPaths(wasmDirectory());
-    // tfjs caps wasm threads at cores/2 and disables them under Node; one thread with SIMD is what works.
-    setThreadsCount(1);
-    const ok = await tf.setBackend('wasm');
-    // Transposed products off tfjs-wasm's slow loop and onto XNNPACK (wasm_matmul.ts).
-    if (ok) patchWasmMatMul();
-    attempts.push({ candidate: 'wasm', ok, why: ok ? 'WebAssembly with SIMD, 1 thread' : 'tf.setBackend("wasm") returned false' });
-    return ok;
+    threads = wasmThreadsWanted();
+  } catch (e) {
+    threads = wasmThreadsWanted({});
+    attempts.push({ candidate: 'LORAXS_WASM_THREADS', ok: false, why: `${(e as Error).message}; using ${threads} (one per core)` });
+  }
+  try {
+    dir = wasmDirectory();
+    setWasmPaths(dir);
   } catch (e) {
     attempts.push({ candidate: 'wasm', ok: false, why: (e as Error).message });
-    return false;
+    return { ok: false };
   }
+  const ready = (n: number) => {
+    // Transposed products off tfjs-wasm's slow loop and onto XNNPACK (wasm_matmul.ts).
+    patchWasmMatMul();
+    attempts.push({ candidate: n > 1 ? `wasm (${n} threads)` : 'wasm', ok: true, why: `WebAssembly with SIMD, ${n} thread${n > 1 ? 's' : ''}` });
+    return { ok: true, threads: n };
+  };
+  if (threads > 1) {
+    const why = threadedWasmUnavailable(dir);
+    if (why) attempts.push({ candidate: `wasm (${threads} threads)`, ok: false, why });
+    else {
+      try {
+        setThreadsCount(threads);
+        if (await withThreadedWasm(dir, threads, () => tf.setBackend('wasm'))) return ready(getThreadsCount());
+        attempts.push({ candidate: `wasm (${threads} threads)`, ok: false, why: 'tf.setBackend("wasm") returned false' });
+      } catch (e) {
+        attempts.push({ candidate: `wasm (${threads} threads)`, ok: false, why: (e as Error).message });
+      }
+    }
+  }
+  try {
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+    setThreadsCount(1);
+    if (await tf.setBackend('wasm')) return ready(1);
+    attempts.push({ candidate: 'wasm', ok: false, why: 'tf.setBackend("wasm") returned false' });
+  } catch (e) {
+    attempts.push({ candidate: 'wasm', ok: false, why: (e as Error).message });
+  }
+  return { ok: false };
 }
 
 /**
@@ -111,6 +144,7 @@ export async function initBackend(prefer: string | undefined = process.env.LORAX
   if (chosen) return chosen;
   const attempts: BackendAttempt[] = [];
   let name: BackendName | undefined;
+  let threads: number | undefined;
   if (prefer === 'cpu') {
     await tf.setBackend('cpu');
     name = 'cpu';
@@ -119,7 +153,11 @@ export async function initBackend(prefer: string | undefined = process.env.LORAX
     const order: Array<[BackendName, () => Promise<boolean>]> = [
       ['tensorflow', async () => (await tryNative('@tensorflow/tfjs-node-gpu', attempts)) || (await tryNative('@tensorflow/tfjs-node', attempts))],
       ['webgpu', () => tryWebGpu(attempts)],
-      ['wasm', () => tryWasm(attempts)],
+      ['wasm', async () => {
+        const r = await tryWasm(attempts);
+        threads = r.threads;
+        return r.ok;
+      }],
     ];
     for (const [candidate, attempt] of order) {
       if (prefer && prefer !== candidate) continue;
@@ -136,7 +174,7 @@ export async function initBackend(prefer: string | undefined = process.env.LORAX
     warning = 'every fast backend failed; using the pure-JavaScript cpu backend (about 50x slower than wasm): ' +
       attempts.map((a) => `${a.candidate}: ${a.why}`).join('; ');
   }
-  chosen = { name, attempts, memoryLimitBytes: name === 'wasm' ? WASM_HEAP_LIMIT : Number.POSITIVE_INFINITY, warning };
+  chosen = { name, attempts, memoryLimitBytes: name === 'wasm' ? WASM_HEAP_LIMIT : Number.POSITIVE_INFINITY, warning, ...(name === 'wasm' ? { threads } : {}) };
   return chosen;
 }
 

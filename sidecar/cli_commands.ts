@@ -203,9 +203,9 @@ export const COMMANDS: Record<string, CommandSpec> = {
     async run(_p, v) {
       const info = await initBackend();
       const gflops = await measureMatmulGflops();
-      const report = { backend: info.name, gflops: Number(gflops.toFixed(2)), attempts: info.attempts, warning: info.warning ?? null, node: process.version };
+      const report = { backend: info.name, threads: info.threads ?? null, gflops: Number(gflops.toFixed(2)), attempts: info.attempts, warning: info.warning ?? null, node: process.version };
       print(report, v.json === true, () => [
-        `backend: ${info.name} (${gflops.toFixed(1)} GFLOP/s on a 512x512 matmul)`,
+        `backend: ${info.name}${info.threads ? `, ${info.threads} thread${info.threads > 1 ? 's' : ''}` : ''} (${gflops.toFixed(1)} GFLOP/s on a 512x512 matmul)`,
         ...info.attempts.map((a) => `  ${a.ok ? 'ok  ' : 'no  '} ${a.candidate}: ${a.why}`),
         ...(info.warning ? [`warning: ${info.warning}`] : []),
         `node ${process.version}`,

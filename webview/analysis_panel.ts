@@ -35,7 +35,8 @@ interface PanelState {
   reports: Reports;
   /** The analysis running now. */
   live?: { jobId: string; kind: AnalysisKind; rows: AblationRow[]; runs: InitRun[]; phase?: string; error?: string };
-  view: { source: 'retention' | 'delta'; region: Region; fraction: number | null; spectraModule: string | null };
+  /** `fractionChosen`: the user picked the fraction; until then it follows the rows shown (the first strictly inside (0, 1)). */
+  view: { source: 'retention' | 'delta'; region: Region; fraction: number | null; fractionChosen?: boolean; spectraModule: string | null };
   form: { kind: AnalysisKind; adapter: string; base: string; fractions: string; perLayer: boolean; evalLimit: string; seeds: string; inits: string; ranks: string };
 }
 
@@ -255,10 +256,14 @@ function heatmapView(report: AblationReport | null, rows: AblationRow[]): HTMLEl
   const box = el('div');
   const perLayer = rows.filter((r) => r.layer !== null);
   const fractions = [...new Set(rows.map((r) => r.fraction))].sort((a, b) => a - b);
-  if (state.view.fraction === null || !fractions.includes(state.view.fraction)) state.view.fraction = fractions.find((f) => f > 0 && f < 1) ?? fractions[0] ?? null;
+  // A sweep's rows arrive fraction by fraction: the default view moves on as they come (fraction 0 alone is
+  // not what anyone wants to look at); a fraction the user picked stays while it exists.
+  if (!state.view.fractionChosen || state.view.fraction === null || !fractions.includes(state.view.fraction)) {
+    state.view.fraction = fractions.find((f) => f > 0 && f < 1) ?? fractions[0] ?? null;
+  }
   box.appendChild(el('div', { cls: 'selectors' },
     el('label', { text: 'region' }, select<Region>([['top', 'top'], ['middle', 'middle'], ['bottom', 'bottom']], state.view.region, (v) => { state.view.region = v; save(); render(); })),
-    el('label', { text: 'r_frac' }, select(fractions.map((f) => [String(f), String(f)] as [string, string]), String(state.view.fraction), (v) => { state.view.fraction = Number(v); save(); render(); })),
+    el('label', { text: 'r_frac' }, select(fractions.map((f) => [String(f), String(f)] as [string, string]), String(state.view.fraction), (v) => { state.view.fraction = Number(v); state.view.fractionChosen = true; save(); render(); })),
   ));
   if (!perLayer.length) {
     box.appendChild(el('p', { cls: 'note', text: 'No per-layer results: run the analysis with "per layer" to fill the heatmap.' }));
