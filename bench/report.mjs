@@ -70,7 +70,7 @@ function markdown(r) {
 
   if (r.svd) {
     L.push('', '## SVD initialisation (all target modules)', '',
-      `Engine on ${r.svd.backend} (1 thread, matmul ${f(r.svd.wasm_matmul_gflops, 1)} GFLOP/s at 512²); references with numpy/OpenBLAS and torch on all cores. ` +
+      `Engine on ${r.svd.backend} (${r.svd.wasm_threads ?? 1} thread(s), matmul ${f(r.svd.wasm_matmul_gflops, 1)} GFLOP/s at 512²); references with numpy/OpenBLAS and torch on all cores. ` +
       'Errors: max over modules of the relative error of the top-r singular values vs exact float64 ones (scipy). ' +
       '"no-transpose" = bench/svd_no_transpose.ts, the engine algorithm without transposed matMuls (a proposal).', '',
       '| model | modules | r | engine 4 it. s | no-transpose 4 it. s | no-transpose 10 it. s | sklearn n_iter=10 s | exact torch s | engine exact s | err engine 4 it. | err 10 it. | err sklearn | sklearn ÷ engine |',
@@ -88,14 +88,14 @@ function markdown(r) {
   }
   if (r.train) {
     L.push('', '## Training step (batch 32 × 128 tokens, LoRA-XS r = 16, AdamW)', '',
-      '| model | engine tok/s | no-transpose tok/s | PyTorch tok/s | engine ÷ PyTorch | engine GFLOP/s | PyTorch GFLOP/s | matmul peak GFLOP/s (numpy/torch, 2 thr.) | wasm peak (1 thr.) | engine peak RSS GiB | PyTorch peak RSS GiB |',
+      '| model | engine tok/s | no-transpose tok/s | PyTorch tok/s | engine ÷ PyTorch | engine GFLOP/s | PyTorch GFLOP/s | matmul peak GFLOP/s (numpy/torch, 2 thr.) | wasm matmul 1024² (threads) | engine peak RSS GiB | PyTorch peak RSS GiB |',
       '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const x of r.train.models) {
       const pk = x.matmul_peak_gflops;
       // The machine's matmul peak: the best float32 GEMM rate measured in the same run (numpy and torch, 2 threads).
       const peak = Math.max(...['numpy_1024^3', '1024^3', '4096x768x3072'].map((k) => pk[k] ?? 0));
       L.push(`| ${x.model} | ${f(x.engine.tokens_per_s, 1)} | ${f(x.engine_no_transpose.tokens_per_s, 1)} | ${f(x.torch.tokens_per_s, 1)} | ${f(ratio(x.engine.tokens_per_s, x.torch.tokens_per_s))}× | ` +
-        `${f(x.engine.gflops, 1)} (${f(100 * x.engine.gflops / peak, 0)}% of peak) | ${f(x.torch.gflops, 1)} (${f(100 * x.torch.gflops / peak, 0)}%) | ${f(peak, 1)} | ${f(pk.wasm_1_thread_1024, 1)} | ${gb(x.engine.peak_rss_bytes)} | ${gb(x.torch.peak_rss_bytes)} |`);
+        `${f(x.engine.gflops, 1)} (${f(100 * x.engine.gflops / peak, 0)}% of peak) | ${f(x.torch.gflops, 1)} (${f(100 * x.torch.gflops / peak, 0)}%) | ${f(peak, 1)} | ${f(pk.wasm_1024 ?? pk.wasm_1_thread_1024, 1)} (${x.wasm_threads ?? 1}) | ${gb(x.engine.peak_rss_bytes)} | ${gb(x.torch.peak_rss_bytes)} |`);
     }
     const x0 = r.train.models[0];
     if (x0) {

@@ -298,6 +298,7 @@ async function main(): Promise<void> {
   }
   writePart('svd', {
     backend: backend.name,
+    wasm_threads: backend.threads ?? null,
     engine: 'randomizedSvd, 10 oversamples (sidecar/loraxs/svd.ts); exactSvd (exact_svd.ts)',
     reference: py ? 'sklearn TruncatedSVD(n_components=r, n_iter=10, random_state=0).fit+transform on Wᵀ; exact: torch.linalg.svd(Wᵀ, full_matrices=False)' : null,
     reference_versions: 'hello' in started ? started.hello.versions : null,

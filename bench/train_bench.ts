@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '../sidecar/tf';
-import { measureMatmulGflops } from '../sidecar/backend';
+import { initBackend, measureMatmulGflops } from '../sidecar/backend';
 import { openModelSession, type ModelSession } from '../sidecar/engine/model_session';
 import { batchInputs, batchLoss } from '../sidecar/train/evaluation';
 import { accumulateGrads } from '../sidecar/train/grad_accumulate';
@@ -163,7 +163,8 @@ async function measureModel(m: BenchModel): Promise<Record<string, unknown>> {
         step_s: torchStepS, steps_s: torchTimes, tokens_per_s: tokens / torchStepS, gflops: flops.step / torchStepS / 1e9,
         peak_rss_bytes: torchPeak, load: ref.load, threads: 2,
       },
-      matmul_peak_gflops: { wasm_1_thread_1024: wasmGflops, ...(matmul ?? {}) },
+      wasm_threads: (await initBackend()).threads ?? null,
+      matmul_peak_gflops: { wasm_1024: wasmGflops, ...(matmul ?? {}) },
     };
   } finally {
     py?.close();

@@ -1,6 +1,6 @@
 /**
- * Multi-head attention pieces shared by the encoder and decoder families: head split/merge, grouped-query
- * key/value repetition, additive masks and scaled dot-product attention.
+ * Multi-head attention pieces shared by the encoder and decoder families: head split/merge, additive masks,
+ * scaled dot-product attention and its grouped-query form.
  */
 import * as tf from '../tf';
 import type { ForwardContext } from './types';
@@ -25,20 +25,6 @@ export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
   return tf.tidy(() => {
     const [b, h, t, d] = x.shape;
     return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, t, h * d]) as tf.Tensor3D;
-  });
-}
-
-/**
- * Grouped-query attention: each of the kvHeads key/value heads serves `groups` consecutive query heads
- * (transformers' repeat_kv). (B, kvHeads, T, D) -> (B, kvHeads·groups, T, D)
- */
-export function repeatKvHeads(x: tf.Tensor4D, groups: number): tf.Tensor4D {
-  if (groups === 1) return x;
-  return tf.tidy(() => {
-    const [b, kv, t, d] = x.shape;
-    // Rank-4 tile: tfjs has no gradient for tiling rank-5 tensors.
-    const tiled = tf.tile(tf.reshape(x, [b, kv, 1, t * d]), [1, 1, groups, 1]);
-    return tf.reshape(tiled, [b, kv * groups, t, d]) as tf.Tensor4D;
   });
 }
 
@@ -93,4 +79,32 @@ export function dotProductAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor
     if (dropoutRate > 0) probs = ctx.dropout(probs, dropoutRate);
     return tf.matMul(probs, v) as tf.Tensor4D;
   });
+}
+
+/**
+ * Grouped-query attention without repeating keys and values: each of the kvHeads key/value heads serves
+ * `groups` consecutive query heads (transformers' repeat_kv order), so the queries of one group are
+ * stacked along the sequence axis, (B, heads, T, D) -> (B, kvHeads, groups·T, D) (a free reshape), and
+ * attend to their shared head in one product. The same numbers as dotProductAttention on repeated k and v,
+ * without tiling k and v (and summing their gradients back) in every layer.
+ * @param q (B, kvHeads·groups, T, D)
+ * @param k (B, kvHeads, Tk, D)
+ * @param v (B, kvHeads, Tk, D)
+ * @param groupedMask additive, broadcastable to (B, kvHeads, groups·T, Tk): see groupMask
+ * @returns (B, kvHeads·groups, T, D)
+ */
+export function groupedQueryAttention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, groupedMask: tf.Tensor4D, scale: number,
+  ctx: ForwardContext, dropoutRate: number): tf.Tensor4D {
+  const [b, heads, t, d] = q.shape;
+  const kvHeads = k.shape[1];
+  if (heads === kvHeads) return dotProductAttention(q, k, v, groupedMask, scale, ctx, dropoutRate);
+  return tf.tidy(() => {
+    const stacked = tf.reshape(q, [b, kvHeads, (heads / kvHeads) * t, d]) as tf.Tensor4D;
+    return tf.reshape(dotProductAttention(stacked, k, v, groupedMask, scale, ctx, dropoutRate), [b, heads, t, d]) as tf.Tensor4D;
+  });
+}
+
+/** A (B, 1, T, Tk) mask repeated for `groups` stacked query groups: (B, 1, groups·T, Tk). */
+export function groupMask(mask: tf.Tensor4D, groups: number): tf.Tensor4D {
+  return groups === 1 ? mask : tf.tidy(() => tf.tile(mask, [1, 1, groups, 1]) as tf.Tensor4D);
 }

@@ -8,7 +8,7 @@
 import * as tf from '../tf';
 import { check, LoraxsError } from '../errors';
 import { activationByName } from './activations';
-import { causalMask, dotProductAttention, mergeHeads, repeatKvHeads, splitHeads } from './attention';
+import { causalMask, groupedQueryAttention, groupMask, mergeHeads, splitHeads } from './attention';
 import { type BackboneOptions, resolveDropout, type TransformerBackbone } from './backbone_options';
 import { describeLinear, requireTensor, type WeightSource } from './model_weights';
 import { rmsNorm } from './norms';
@@ -84,22 +84,22 @@ export function createDecoder(config: ModelConfig, weights: Weights, opts: Backb
       let x: tf.Tensor = tf.gather(embedTokens, inputs.inputIds);
       if (isGemma) x = tf.mul(x, Math.fround(Math.sqrt(h)));
       const { cos, sin } = ropeTables(inverseFrequencies, t);
+      // Grouped-query attention: the query heads of one key/value head attend as one stacked block.
+      const groups = numHeads / numKvHeads;
       const masks = new Map<number | null, tf.Tensor4D>();
       const maskFor = (window: number | null) => {
         let m = masks.get(window);
-        if (!m) masks.set(window, (m = causalMask(inputs.attentionMask, window)));
+        if (!m) masks.set(window, (m = groupMask(causalMask(inputs.attentionMask, window), groups)));
         return m;
       };
       const scale = 1 / Math.sqrt(headDim);
-      const groups = numHeads / numKvHeads;
       for (const layer of layers) {
         const { names } = layer;
         const normed = norm(x, layer.inputNorm);
         const q = applyRope(splitHeads(ctx.linear(names.q, normed), numHeads, headDim), cos, sin);
         const k = applyRope(splitHeads(ctx.linear(names.k, normed), numKvHeads, headDim), cos, sin);
         const v = splitHeads(ctx.linear(names.v, normed), numKvHeads, headDim);
-        const attended = dotProductAttention(q, repeatKvHeads(k, groups), repeatKvHeads(v, groups), maskFor(layer.window),
-          scale, ctx, attentionDropout);
+        const attended = groupedQueryAttention(q, k, v, maskFor(layer.window), scale, ctx, attentionDropout);
         x = tf.add(x, ctx.linear(names.o, mergeHeads(attended)));
         const normed2 = norm(x, layer.postAttentionNorm);
         const gated = tf.mul(activation(ctx.linear(names.gate, normed2)), ctx.linear(names.up, normed2));
