@@ -225,7 +225,8 @@ export class SidecarClient implements vscode.Disposable {
   private showState(s: SidecarState): void {
     this.current = s;
     const item = this.statusItem;
-    const backend = s.backend ? ` · ${s.backend}` : '';
+    const backend = s.backend ? ` · ${s.backend}${s.threads && s.threads > 1 ? ` ×${s.threads}` : ''}` : '';
+    const backendLong = s.backend ? `${s.backend}${s.threads ? ` (${s.threads} thread${s.threads > 1 ? 's' : ''})` : ''}` : 'unknown';
     item.backgroundColor = undefined;
     switch (s.state) {
       case 'starting':
@@ -234,11 +235,11 @@ export class SidecarClient implements vscode.Disposable {
         break;
       case 'idle':
         item.text = `$(beaker) LoRA-XS${backend}`;
-        item.tooltip = `LoRA-XS: idle${s.message ? ` (${s.message})` : ''}. Backend: ${s.backend ?? 'unknown'}`;
+        item.tooltip = `LoRA-XS: idle${s.message ? ` (${s.message})` : ''}. Backend: ${backendLong}`;
         break;
       case 'busy':
         item.text = `$(sync~spin) LoRA-XS: ${s.message ?? 'busy'}${s.progress ? ` ${s.progress}` : ''}`;
-        item.tooltip = `LoRA-XS: ${s.message ?? 'busy'}. Backend: ${s.backend ?? 'unknown'}`;
+        item.tooltip = `LoRA-XS: ${s.message ?? 'busy'}. Backend: ${backendLong}`;
         break;
       case 'error':
         item.text = '$(error) LoRA-XS';

@@ -19,6 +19,8 @@ export namespace StatusNotification {
   export interface Params {
     state: 'starting' | 'idle' | 'busy' | 'error';
     backend?: string;
+    /** wasm: the threads of its pool. */
+    threads?: number;
     message?: string;
     /** A failure that will repeat on restart (no backend, broken install): the client does not restart. */
     fatal?: boolean;

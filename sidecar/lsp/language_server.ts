@@ -33,6 +33,7 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
   const documents = new TextDocuments(TextDocument);
   let trusted = false;
   let backend: string | undefined;
+  let threads: number | undefined;
   let canRefreshLenses = false;
   let state: StatusNotification.Params = { state: 'starting' };
 
@@ -68,14 +69,14 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
     connection,
     workerScript: opts.workerScript,
     trusted: () => trusted,
-    status: (s, message) => sendStatus({ state: s, backend, message }),
+    status: (s, message) => sendStatus({ state: s, backend, threads, message }),
   });
 
   const analyses = new AblationService({
     connection,
     workerScript: opts.workerScript,
     trusted: () => trusted,
-    status: (s, message) => sendStatus({ state: s, backend, message }),
+    status: (s, message) => sendStatus({ state: s, backend, threads, message }),
   });
 
   connection.onInitialize((params): InitializeResult => {
@@ -103,9 +104,10 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
     initBackend().then(
       (info) => {
         backend = info.name;
+        threads = info.threads;
         if (info.warning) connection.console.warn(info.warning);
         log(`TensorFlow.js backend: ${info.name} (${info.attempts.map((a) => `${a.candidate}: ${a.why}`).join('; ')})`);
-        if (state.state !== 'busy') sendStatus({ state: 'idle', backend, message: info.warning });
+        if (state.state !== 'busy') sendStatus({ state: 'idle', backend, threads, message: info.warning });
       },
       (e: unknown) => {
         connection.console.error(`no TensorFlow.js backend could be initialised: ${(e as Error).stack ?? String(e)}`);

@@ -6,6 +6,7 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as os from 'node:os';
 import * as vscode from 'vscode';
 import type Mocha from 'mocha';
 import type { LoraxsApi } from '../../../extension/main';
@@ -57,7 +58,7 @@ export function defineExtensionHostTests({ suite, test, suiteSetup }: TddApi): v
       api = await ext.activate();
     });
 
-    test('activates, registers every contributed command, and its sidecar reaches idle on the wasm backend', async () => {
+    test('activates, registers every contributed command, and its sidecar reaches idle on the wasm backend with one thread per core', async () => {
       const ext = vscode.extensions.getExtension<LoraxsApi>(EXTENSION_ID)!;
       assert.equal(ext.isActive, true);
       const contributed = (ext.packageJSON as { contributes: { commands: Array<{ command: string }> } }).contributes.commands.map((c) => c.command);
@@ -66,6 +67,8 @@ export function defineExtensionHostTests({ suite, test, suiteSetup }: TddApi): v
       assert.ok(contributed.includes('loraxs.fineTune') && contributed.includes('loraxs.ablate'), `the code lenses' commands: ${contributed}`);
       await until('the sidecar to be idle', () => (api.client.state.state === 'idle' ? true : undefined));
       assert.equal(api.client.state.backend, 'wasm');
+      // The sidecar (a Node process forked by the extension host) runs wasm on one thread per core, up to 8.
+      assert.equal(api.client.state.threads, Math.min(os.cpus().length, 8), 'wasm threads in the sidecar');
     });
 
     test('an unknown key gets a diagnostic on its own line, with a suggestion', async () => {
