@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   const copyTimes: number[] = [];
   const bufferTimes: number[] = [];
   const mergeTimes: number[] = [];
-  const reps = 2;
+  const reps = 5;
   for (let i = 0; i < reps; i++) {
     copyTimes.push(copyFile());
     bufferTimes.push(bufferCopy());

@@ -249,11 +249,20 @@ export function float32ToDtype(data: Float32Array, dtype: 'F32' | 'F16' | 'BF16'
   }
 }
 
+/** A tensor to write whose bytes are produced only when it is written (see writeSafetensorsStreaming). */
+export interface LazyTensorToWrite {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+  /** The raw elements, little-endian; byteLength must be product(shape) × DTYPE_SIZE[dtype]. */
+  bytes(): ArrayBufferView;
+}
+
 /**
- * Encodes tensors as a safetensors file: tensors in the given order, contiguous, the header JSON
- * space-padded so the data section starts at a multiple of 8 (as the reference writer does).
+ * The 8-byte length and the header JSON, space-padded so the data section starts at a multiple of 8 (as
+ * the reference writer does), for tensors stored contiguously in the given order.
  */
-export function encodeSafetensors(tensors: TensorToWrite[], metadata?: Record<string, string>): Buffer {
+function encodeHeader(tensors: Array<Pick<TensorToWrite, 'name' | 'dtype' | 'shape'>>, metadata?: Record<string, string>): { head: Buffer; dataBytes: number } {
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) {
     for (const [k, v] of Object.entries(metadata)) assert(typeof v === 'string', () => `__metadata__ value of '${k}' must be a string, got ${typeof v}`);
@@ -266,23 +275,54 @@ export function encodeSafetensors(tensors: TensorToWrite[], metadata?: Record<st
     seen.add(t.name);
     assert(isDtype(t.dtype), () => `tensor '${t.name}': unknown dtype ${t.dtype}`);
     assert(t.shape.every((d) => Number.isSafeInteger(d) && d >= 0), () => `tensor '${t.name}': bad shape [${t.shape}]`);
-    const expected = numElements(t.shape) * DTYPE_SIZE[t.dtype];
-    assert(t.data.byteLength === expected, () => `tensor '${t.name}': ${t.dtype} [${t.shape}] needs ${expected} bytes, data has ${t.data.byteLength}`);
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + expected] };
-    offset += expected;
+    const size = numElements(t.shape) * DTYPE_SIZE[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+    offset += size;
   }
-  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
   const pad = (8 - (json.length % 8)) % 8;
-  if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
-  const out = Buffer.alloc(8 + json.length + offset);
-  out.writeBigUInt64LE(BigInt(json.length), 0);
-  json.copy(out, 8);
-  let pos = 8 + json.length;
+  const head = Buffer.alloc(8 + json.length + pad, 0x20);
+  head.writeBigUInt64LE(BigInt(json.length + pad), 0);
+  json.copy(head, 8);
+  return { head, dataBytes: offset };
+}
+
+function checkSize(t: Pick<TensorToWrite, 'name' | 'dtype' | 'shape'>, data: ArrayBufferView): Uint8Array {
+  const expected = numElements(t.shape) * DTYPE_SIZE[t.dtype];
+  assert(data.byteLength === expected, () => `tensor '${t.name}': ${t.dtype} [${t.shape}] needs ${expected} bytes, data has ${data.byteLength}`);
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** Encodes tensors as a safetensors file in memory: tensors in the given order, contiguous. */
+export function encodeSafetensors(tensors: TensorToWrite[], metadata?: Record<string, string>): Buffer {
+  const { head, dataBytes } = encodeHeader(tensors, metadata);
+  const out = Buffer.allocUnsafe(head.length + dataBytes);
+  head.copy(out, 0);
+  let pos = head.length;
   for (const t of tensors) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), pos);
+    out.set(checkSize(t, t.data), pos);
     pos += t.data.byteLength;
   }
   return out;
+}
+
+/**
+ * Writes a safetensors file tensor by tensor, holding one tensor's bytes at a time (a merged multi-GB
+ * checkpoint never sits in memory whole, nor is it copied into one buffer). The file is written in place:
+ * callers write into a temporary file or folder and move it into place (folder_swap, atomic_write).
+ */
+export function writeSafetensorsStreaming(file: string, tensors: LazyTensorToWrite[], metadata?: Record<string, string>): void {
+  const { head } = encodeHeader(tensors, metadata);
+  const fd = fs.openSync(file, 'w');
+  try {
+    const writeAll = (bytes: Uint8Array) => {
+      for (let done = 0; done < bytes.byteLength;) done += fs.writeSync(fd, bytes, done, bytes.byteLength - done);
+    };
+    writeAll(head);
+    for (const t of tensors) writeAll(checkSize(t, t.bytes()));
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Writes a safetensors file atomically (see encodeSafetensors for the layout). */

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tf from '../tf';
-import { bytesToFloat32, encodeSafetensors, float32ToDtype, type Dtype, type TensorToWrite } from '../io/safetensors';
+import { bytesToFloat32, float32ToDtype, writeSafetensorsStreaming, type Dtype, type LazyTensorToWrite } from '../io/safetensors';
 import type { ModelType } from '../models/types';
 import type { Task } from '../config/types';
 import { writeFolderAtomically } from './folder_swap';
@@ -85,15 +85,17 @@ function isTensor(src: TensorSource): src is tf.Tensor {
   return typeof (src as tf.Tensor).dataSync === 'function';
 }
 
-function toWrite(name: string, src: TensorSource, dtype: HfDtype): TensorToWrite {
+/** The tensor as written: its bytes in the output dtype are made (read, downloaded, converted) when written. */
+function toWrite(name: string, src: TensorSource, dtype: HfDtype): LazyTensorToWrite {
   const target = ST_DTYPE[dtype];
-  if ('read' in src) {
-    const bytes = src.read();
-    if (src.dtype === target) return { name, dtype: target, shape: [...src.shape], data: bytes };
-    return { name, dtype: target, shape: [...src.shape], data: float32ToDtype(bytesToFloat32(bytes, src.dtype), target) };
-  }
-  const data = isTensor(src) ? (src.dataSync() as Float32Array) : src.data;
-  return { name, dtype: target, shape: [...src.shape], data: float32ToDtype(data, target) };
+  const bytes = (): ArrayBufferView => {
+    if ('read' in src) {
+      const stored = src.read();
+      return src.dtype === target ? stored : float32ToDtype(bytesToFloat32(stored, src.dtype), target);
+    }
+    return float32ToDtype(isTensor(src) ? (src.dataSync() as Float32Array) : src.data, target);
+  };
+  return { name, dtype: target, shape: [...src.shape], bytes };
 }
 
 /** Writes the folder; returns the weight files written (relative names). */
@@ -121,7 +123,7 @@ export function writeHfModel(outDir: string, model: HfModelToWrite): string[] {
     const weightMap: Record<string, string> = {};
     shards.forEach((names, i) => {
       const tensors = names.map((name) => toWrite(name, model.tensors.get(name)!, model.dtype));
-      fs.writeFileSync(path.join(tmp, fileNames[i]), encodeSafetensors(tensors, { format: 'pt' }));
+      writeSafetensorsStreaming(path.join(tmp, fileNames[i]), tensors, { format: 'pt' });
       for (const name of names) weightMap[name] = fileNames[i];
     });
     if (n > 1) {
