@@ -10,7 +10,7 @@ import * as tf from '../sidecar/tf';
 import { Rng } from '../sidecar/rng';
 import { canonicaliseSigns, columnsToRowMajor32, orthonormalColumns } from '../sidecar/loraxs/dense';
 import { exactSvd } from '../sidecar/loraxs/exact_svd';
-import type { RandomizedSvdOptions, TruncatedSvd } from '../sidecar/loraxs/svd';
+import { readBack, type RandomizedSvdOptions, type TruncatedSvd } from '../sidecar/loraxs/svd';
 
 /** Columns (l arrays of length m) as a row-major (l, m) Float32Array: Qᵀ. */
 function columnsAsRows32(cols: Float64Array[], m: number): Float32Array {
@@ -22,7 +22,7 @@ function columnsAsRows32(cols: Float64Array[], m: number): Float32Array {
 /** Zᵀ = Qᵀ W (l, n) row-major, returned as Z (n, l) row-major. */
 function wtq(W: tf.Tensor2D, qCols: Float64Array[], m: number, n: number): Float32Array {
   const l = qCols.length;
-  const zt = tf.tidy(() => tf.matMul(tf.tensor2d(columnsAsRows32(qCols, m), [l, m]), W).dataSync() as Float32Array);
+  const zt = readBack(() => tf.matMul(tf.tensor2d(columnsAsRows32(qCols, m), [l, m]), W));
   const z = new Float32Array(n * l);
   for (let j = 0; j < l; j++) for (let i = 0; i < n; i++) z[i * l + j] = zt[j * n + i];
   return z;
@@ -33,11 +33,11 @@ export function randomizedSvdNoTranspose(W: tf.Tensor2D, rank: number, opts: Ran
   const [m, n] = W.shape;
   const l = Math.min(rank + Math.max(0, opts.oversamples), Math.min(m, n));
   const omega = rng.normalArray(n * l);
-  let y = tf.tidy(() => tf.matMul(W, tf.tensor2d(omega, [n, l])).dataSync() as Float32Array);
+  let y = readBack(() => tf.matMul(W, tf.tensor2d(omega, [n, l])));
   let qCols = orthonormalColumns(y, m, l, rng);
   for (let it = 0; it < opts.powerIters; it++) {
     const qz = orthonormalColumns(wtq(W, qCols, m, n), n, l, rng);
-    y = tf.tidy(() => tf.matMul(W, tf.tensor2d(columnsToRowMajor32(qz, n), [n, l])).dataSync() as Float32Array);
+    y = readBack(() => tf.matMul(W, tf.tensor2d(columnsToRowMajor32(qz, n), [n, l])));
     qCols = orthonormalColumns(y, m, l, rng);
   }
   const q = columnsToRowMajor32(qCols, m);
