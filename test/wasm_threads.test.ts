@@ -10,7 +10,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { initBackend } from '../sidecar/backend';
-import { MAX_WASM_THREADS, wasmThreadsWanted } from '../sidecar/wasm_threads';
+import * as fs from 'node:fs';
+import { MAX_WASM_THREADS, THREADED_FACTORY_FILE, THREADED_WORKER_FILE, threadedWasmUnavailable, wasmThreadsWanted } from '../sidecar/wasm_threads';
+import { wasmDirectory } from '../sidecar/backend';
 import { repoRoot } from './paths';
 
 test('LORAXS_WASM_THREADS sets the thread count, capped at the worker pool; bad values are refused by name', () => {
@@ -45,4 +47,19 @@ test('a CLI process on 2-thread wasm gets its 2 threads and exits by itself; wit
   const one = doctor('1');
   assert.equal(one.threads, 1);
   assert.ok(one.attempts.some((a) => a.ok && a.candidate === 'wasm'));
+});
+
+test('threaded wasm is offered only when its worker and factory scripts are beside the binaries', () => {
+  const built = wasmDirectory();
+  assert.equal(threadedWasmUnavailable(built), undefined, `the build copies the threaded build's files into ${built}`);
+  const partial = fs.mkdtempSync(path.join(os.tmpdir(), 'loraxs-wasm-'));
+  try {
+    for (const f of fs.readdirSync(built)) if (f !== THREADED_WORKER_FILE) fs.copyFileSync(path.join(built, f), path.join(partial, f));
+    assert.match(threadedWasmUnavailable(partial) ?? '', new RegExp(`${THREADED_WORKER_FILE.replace(/\./g, '\\.')} is missing`));
+    fs.copyFileSync(path.join(built, THREADED_WORKER_FILE), path.join(partial, THREADED_WORKER_FILE));
+    fs.rmSync(path.join(partial, THREADED_FACTORY_FILE));
+    assert.match(threadedWasmUnavailable(partial) ?? '', /tfjs-backend-wasm-threaded-simd\.js is missing/);
+  } finally {
+    fs.rmSync(partial, { recursive: true, force: true });
+  }
 });
