@@ -1,4 +1,4 @@
-// `npm run bench [-- PART ... | --quick]`: bundles the benchmark parts (bench/*_bench.ts) with esbuild into
+// `npm run bench [-- PART ... | --quick | --build-only]`: bundles the benchmark parts (bench/*_bench.ts) with esbuild into
 // dist/bench/, runs each in its own Node process (so peak memory is per part), then writes
 // bench/results/<date>-<machine>.json and .md from the parts' results (bench/report.mjs).
 // Parts: svd, train, tta, merge, backends (default: all). The Python references need `bash bench/setup.sh`.
@@ -15,6 +15,8 @@ const ALL = ['svd', 'train', 'tta', 'merge', 'backends'];
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const noReport = args.includes('--no-report');
+// --build-only: bundle the parts and bench/use_lite_sst2.ts (npm run bench:sst2 runs that one) and stop.
+const buildOnly = args.includes('--build-only');
 const parts = args.filter((a) => !a.startsWith('--'));
 for (const p of parts) if (!ALL.includes(p)) throw new Error(`unknown part ${p}; parts: ${ALL.join(', ')}`);
 const selected = parts.length ? parts : ALL;
@@ -22,11 +24,12 @@ const selected = parts.length ? parts : ALL;
 const out = join(root, 'dist', 'bench');
 copyWasmFiles(join(out, 'wasm'));
 await build({
-  entryPoints: Object.fromEntries(ALL.map((p) => [`${p}_bench`, `bench/${p}_bench.ts`])),
+  entryPoints: { ...Object.fromEntries(ALL.map((p) => [`${p}_bench`, `bench/${p}_bench.ts`])), use_lite_sst2: 'bench/use_lite_sst2.ts' },
   outdir: out, bundle: true, sourcemap: true, logLevel: 'warning', absWorkingDir: root,
   platform: 'node', target: 'node20', format: 'cjs', mainFields: ['module', 'main'],
   external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu'],
 });
+if (buildOnly) process.exit(0);
 
 const scratch = join(root, 'bench', 'results', 'tmp');
 const partsDir = join(scratch, 'parts');

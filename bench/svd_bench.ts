@@ -23,6 +23,7 @@ import { openCheckpoint, loadWeights } from '../sidecar/io/checkpoint';
 import { keyMatches } from '../sidecar/loraxs/targets';
 import { Rng } from '../sidecar/rng';
 import { ensureDir, log, machineInfo, PyServer, quick, scratchDir, seconds, sharedDir, writePart, type Reply } from './common';
+import { DEFAULT_TARGETS_BY_MODEL_TYPE } from '../sidecar/config/defaults';
 
 interface Module {
   name: string;
@@ -119,7 +120,7 @@ async function useLiteSpec(): Promise<ModelSpec | string> {
   }
   try {
     const dir = ensure(path.join(scratchDir, 'use-lite')).dir;
-    return checkpointSpec('USE-lite (real)', dir, 16, ['qkv', 'attention.output', 'residual_proj', 'ffn.intermediate', 'ffn.output']);
+    return checkpointSpec('USE-lite (real)', dir, 16, [...DEFAULT_TARGETS_BY_MODEL_TYPE.use_lite]);
   } catch (e) {
     return `USE-lite import failed: ${(e as Error).message}`;
   }

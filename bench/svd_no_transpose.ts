@@ -8,9 +8,8 @@
  */
 import * as tf from '../sidecar/tf';
 import { Rng } from '../sidecar/rng';
-import { canonicaliseSigns, columnsToRowMajor32, orthonormalColumns } from '../sidecar/loraxs/dense';
-import { exactSvd } from '../sidecar/loraxs/exact_svd';
-import { readBack, type RandomizedSvdOptions, type TruncatedSvd } from '../sidecar/loraxs/svd';
+import { columnsToRowMajor32, orthonormalColumns } from '../sidecar/loraxs/dense';
+import { readBack, svdFromRange, type RandomizedSvdOptions, type TruncatedSvd } from '../sidecar/loraxs/svd';
 
 /** Columns (l arrays of length m) as a row-major (l, m) Float32Array: Qᵀ. */
 function columnsAsRows32(cols: Float64Array[], m: number): Float32Array {
@@ -40,20 +39,6 @@ export function randomizedSvdNoTranspose(W: tf.Tensor2D, rank: number, opts: Ran
     y = readBack(() => tf.matMul(W, tf.tensor2d(columnsToRowMajor32(qz, n), [n, l])));
     qCols = orthonormalColumns(y, m, l, rng);
   }
-  const q = columnsToRowMajor32(qCols, m);
   const bt = wtq(W, qCols, m, n); // Bᵀ = Wᵀ Q (n, l)
-  const b = new Float64Array(l * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < l; j++) b[j * n + i] = bt[i * l + j];
-  const small = exactSvd(b, l, n);
-  const U = new Float64Array(m * rank);
-  for (let i = 0; i < m; i++) {
-    for (let t = 0; t < l; t++) {
-      const qv = q[i * l + t];
-      if (qv === 0) continue;
-      for (let c = 0; c < rank; c++) U[i * rank + c] += qv * small.U[t * small.k + c];
-    }
-  }
-  const Vt = small.Vt.slice(0, rank * n);
-  canonicaliseSigns(U, Vt, m, rank, n);
-  return { m, n, rank, U: Float32Array.from(U), S: Float32Array.from(small.S.subarray(0, rank)), Vt: Float32Array.from(Vt) };
+  return svdFromRange(columnsToRowMajor32(qCols, m), bt, m, n, l, rank);
 }

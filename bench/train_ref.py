@@ -11,6 +11,7 @@ import torch
 import transformers
 from torch import nn
 
+from py_gemm import GEMM_SHAPES, gemm_gflops
 from py_serve import serve
 
 torch.set_num_threads(2)
@@ -76,23 +77,9 @@ def step(req):
 
 
 def matmul_peak(req):
-    out = {}
-    for label, (m, k, n) in {"1024^3": (1024, 1024, 1024), "4096x768x3072": (4096, 768, 3072)}.items():
-        a = torch.randn(m, k)
-        b = torch.randn(k, n)
-        a @ b
-        reps = req.get("repeats", 5)
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            a @ b
-        s = (time.perf_counter() - t0) / reps
-        out[label] = 2 * m * k * n / s / 1e9
-    na = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
-    na @ na
-    t0 = time.perf_counter()
-    for _ in range(5):
-        na @ na
-    out["numpy_1024^3"] = 2 * 1024 ** 3 / ((time.perf_counter() - t0) / 5) / 1e9
+    out = gemm_gflops(torch.randn, reps=req.get("repeats", 5))
+    rng = np.random.default_rng(0)
+    out["numpy_1024^3"] = gemm_gflops(lambda m, k: rng.standard_normal((m, k), dtype=np.float32), {"1024^3": GEMM_SHAPES["1024^3"]})["1024^3"]
     return {"gflops": out, "threads": torch.get_num_threads(), "transformers": transformers.__version__}
 
 

@@ -15,9 +15,12 @@ import { openModelSession } from '../sidecar/engine/model_session';
 import { batchInputs, batchLoss, evaluate } from '../sidecar/train/evaluation';
 import { batchIndices, epochOrder, makeBatch, type Batch } from '../sidecar/train/batching';
 import { createOptimizer } from '../sidecar/train/optimizers';
+import { accumulateGrads } from '../sidecar/train/grad_accumulate';
 import type { Example } from '../sidecar/io/examples';
+import { readTable } from '../sidecar/io/data_table';
 import { Rng } from '../sidecar/rng';
 import { log, machineInfo, quick, scratchDir, sharedDir, writePart } from './common';
+import { DEFAULT_TARGETS_BY_MODEL_TYPE } from '../sidecar/config/defaults';
 
 const MAX_LENGTH = 128;
 const BATCH = 32;
@@ -35,12 +38,9 @@ function padTo(b: Batch, len: number, padId: number): Batch {
   return { ...b, seqLen: len, inputIds: grow(b.inputIds, padId), attentionMask: grow(b.attentionMask, 0), typeIds: grow(b.typeIds, 0) };
 }
 
-function readTsv(file: string, limit: number): Array<{ text: string; label: number }> {
-  const lines = fs.readFileSync(file, 'utf8').split('\n').slice(1).filter((l) => l.trim());
-  return lines.slice(0, limit).map((l) => {
-    const [text, label] = l.split('\t');
-    return { text, label: Number(label) };
-  });
+/** The first `limit` rows of an SST-2 file (`sentence`, `label`), read with the engine's TSV reader. */
+function readSst2(file: string, limit: number): Array<{ text: string; label: number }> {
+  return readTable(file).rows.slice(0, limit).map((r) => ({ text: String(r.sentence), label: Number(r.label) }));
 }
 
 async function main(): Promise<void> {
@@ -59,7 +59,7 @@ async function main(): Promise<void> {
   }
   const backend = await initBackend();
   process.env.LORAXS_CACHE_DIR = path.join(scratchDir, 'factor-cache');
-  const adapter = { rank: 16, rankPattern: {}, alpha: 16, targets: ['qkv', 'attention.output', 'residual_proj', 'ffn.intermediate', 'ffn.output'],
+  const adapter = { rank: 16, rankPattern: {}, alpha: 16, targets: [...DEFAULT_TARGETS_BY_MODEL_TYPE.use_lite],
     init: 'svd' as const, initStd: 1e-5, svd: { method: 'randomized' as const, oversamples: 10, powerIters: 4 } };
   const runs: Record<string, unknown> = {};
   for (const mode of ['dynamic', 'max_length'] as const) {
@@ -69,8 +69,8 @@ async function main(): Promise<void> {
       const e = tok.encode(r.text);
       return { inputIds: e.ids.slice(0, MAX_LENGTH), typeIds: e.typeIds.slice(0, MAX_LENGTH), label: r.label };
     };
-    const train = readTsv(path.join(sst2, 'train.tsv'), TRAIN_EXAMPLES).map(toExample);
-    const dev = readTsv(path.join(sst2, 'dev.tsv'), quick ? 128 : 10_000).map(toExample);
+    const train = readSst2(path.join(sst2, 'train.tsv'), TRAIN_EXAMPLES).map(toExample);
+    const dev = readSst2(path.join(sst2, 'dev.tsv'), quick ? 128 : 10_000).map(toExample);
     const trainable = session.trainable();
     const opt = createOptimizer('adamw');
     const order = epochOrder(train.length, true, new Rng(3));
@@ -90,7 +90,7 @@ async function main(): Promise<void> {
       for (const t of Object.values(inputs)) if (t) t.dispose();
       await value.data();
       value.dispose();
-      const named = new Map([...trainable].filter(([, v]) => grads[v.name]).map(([n, v]) => [n, grads[v.name]]));
+      const named = accumulateGrads(new Map(), grads, trainable);
       opt.step(named, trainable, () => 2e-3);
       for (const g of named.values()) g.dispose();
       await Promise.all([...trainable.values()].map((v) => v.data()));

@@ -21,6 +21,8 @@ import { ensureUseLite } from '../sidecar/importers/use_lite';
 import { runTraining } from '../sidecar/train/loop';
 import { Rng } from '../sidecar/rng';
 import { writeFileAtomic } from '../sidecar/io/atomic_write';
+import { readTable } from '../sidecar/io/data_table';
+import { DEFAULT_TARGETS_BY_MODEL_TYPE } from '../sidecar/config/defaults';
 
 interface Setting {
   name: string;
@@ -42,7 +44,7 @@ export const SETTINGS: Setting[] = [
 const TRAIN_SIZE = 4000;
 /** Fixed, so every run and seed sees the same 4,000 sentences. */
 const SUBSAMPLE_SEED = 2024;
-const TARGETS = ['qkv', 'attention.output', 'residual_proj', 'ffn.intermediate', 'ffn.output'];
+const TARGETS = [...DEFAULT_TARGETS_BY_MODEL_TYPE.use_lite];
 
 interface RunRecord {
   setting: string;
@@ -54,15 +56,9 @@ interface RunRecord {
   seconds: number;
 }
 
-function readTsv(file: string): Array<{ sentence: string; label: string }> {
-  const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim());
-  const header = lines[0].split('\t');
-  const si = header.indexOf('sentence');
-  const li = header.indexOf('label');
-  return lines.slice(1).map((l) => {
-    const f = l.split('\t');
-    return { sentence: f[si].trim(), label: f[li].trim() };
-  });
+/** SST-2's `sentence` and `label` columns (as strings, trimmed), read with the engine's TSV reader. */
+function readSst2(file: string): Array<{ sentence: string; label: string }> {
+  return readTable(file).rows.map((r) => ({ sentence: String(r.sentence).trim(), label: String(r.label).trim() }));
 }
 
 function writeJsonl(file: string, rows: Array<{ sentence: string; label: string }>): void {
@@ -130,10 +126,10 @@ async function main(): Promise<void> {
   const work = path.join(root, 'bench', 'results', 'tmp', 'sst2');
   const dataDir = path.join(work, 'data');
   fs.mkdirSync(dataDir, { recursive: true });
-  const train = readTsv(path.join(sst2, 'train.tsv'));
+  const train = readSst2(path.join(sst2, 'train.tsv'));
   const order = new Rng(SUBSAMPLE_SEED).permutation(train.length).slice(0, TRAIN_SIZE);
   writeJsonl(path.join(dataDir, 'train.jsonl'), order.map((i) => train[i]));
-  writeJsonl(path.join(dataDir, 'dev.jsonl'), readTsv(path.join(sst2, 'dev.tsv')));
+  writeJsonl(path.join(dataDir, 'dev.jsonl'), readSst2(path.join(sst2, 'dev.tsv')));
   const modelDir = ensureUseLite(path.join(root, '.cache', 'use-lite')).dir;
 
   const outFile = path.resolve(values.out!);

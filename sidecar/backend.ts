@@ -90,7 +90,7 @@ async function tryWebGpu(attempts: BackendAttempt[]): Promise<boolean> {
   return false;
 }
 
-async function tryWasm(attempts: BackendAttempt[]): Promise<{ ok: boolean; threads?: number }> {
+async function tryWasm(attempts: BackendAttempt[]): Promise<boolean> {
   let dir: string;
   let threads: number;
   try {
@@ -104,13 +104,14 @@ async function tryWasm(attempts: BackendAttempt[]): Promise<{ ok: boolean; threa
     setWasmPaths(dir);
   } catch (e) {
     attempts.push({ candidate: 'wasm', ok: false, why: (e as Error).message });
-    return { ok: false };
+    return false;
   }
-  const ready = (n: number) => {
+  const ready = () => {
+    const n = getThreadsCount();
     // Transposed products off tfjs-wasm's slow loop and onto XNNPACK (wasm_matmul.ts).
     patchWasmMatMul();
     attempts.push({ candidate: n > 1 ? `wasm (${n} threads)` : 'wasm', ok: true, why: `WebAssembly with SIMD, ${n} thread${n > 1 ? 's' : ''}` });
-    return { ok: true, threads: n };
+    return true;
   };
   if (threads > 1) {
     const why = threadedWasmUnavailable(dir);
@@ -118,7 +119,7 @@ async function tryWasm(attempts: BackendAttempt[]): Promise<{ ok: boolean; threa
     else {
       try {
         setThreadsCount(threads);
-        if (await withThreadedWasm(dir, threads, () => tf.setBackend('wasm'))) return ready(getThreadsCount());
+        if (await withThreadedWasm(dir, threads, () => tf.setBackend('wasm'))) return ready();
         attempts.push({ candidate: `wasm (${threads} threads)`, ok: false, why: 'tf.setBackend("wasm") returned false' });
       } catch (e) {
         attempts.push({ candidate: `wasm (${threads} threads)`, ok: false, why: (e as Error).message });
@@ -128,12 +129,12 @@ async function tryWasm(attempts: BackendAttempt[]): Promise<{ ok: boolean; threa
   try {
     tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
     setThreadsCount(1);
-    if (await tf.setBackend('wasm')) return ready(1);
+    if (await tf.setBackend('wasm')) return ready();
     attempts.push({ candidate: 'wasm', ok: false, why: 'tf.setBackend("wasm") returned false' });
   } catch (e) {
     attempts.push({ candidate: 'wasm', ok: false, why: (e as Error).message });
   }
-  return { ok: false };
+  return false;
 }
 
 /**
@@ -144,7 +145,6 @@ export async function initBackend(prefer: string | undefined = process.env.LORAX
   if (chosen) return chosen;
   const attempts: BackendAttempt[] = [];
   let name: BackendName | undefined;
-  let threads: number | undefined;
   if (prefer === 'cpu') {
     await tf.setBackend('cpu');
     name = 'cpu';
@@ -153,11 +153,7 @@ export async function initBackend(prefer: string | undefined = process.env.LORAX
     const order: Array<[BackendName, () => Promise<boolean>]> = [
       ['tensorflow', async () => (await tryNative('@tensorflow/tfjs-node-gpu', attempts)) || (await tryNative('@tensorflow/tfjs-node', attempts))],
       ['webgpu', () => tryWebGpu(attempts)],
-      ['wasm', async () => {
-        const r = await tryWasm(attempts);
-        threads = r.threads;
-        return r.ok;
-      }],
+      ['wasm', () => tryWasm(attempts)],
     ];
     for (const [candidate, attempt] of order) {
       if (prefer && prefer !== candidate) continue;
@@ -174,7 +170,7 @@ export async function initBackend(prefer: string | undefined = process.env.LORAX
     warning = 'every fast backend failed; using the pure-JavaScript cpu backend (about 50x slower than wasm): ' +
       attempts.map((a) => `${a.candidate}: ${a.why}`).join('; ');
   }
-  chosen = { name, attempts, memoryLimitBytes: name === 'wasm' ? WASM_HEAP_LIMIT : Number.POSITIVE_INFINITY, warning, ...(name === 'wasm' ? { threads } : {}) };
+  chosen = { name, attempts, memoryLimitBytes: name === 'wasm' ? WASM_HEAP_LIMIT : Number.POSITIVE_INFINITY, warning, ...(name === 'wasm' ? { threads: getThreadsCount() } : {}) };
   return chosen;
 }
 

@@ -8,12 +8,24 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fixtures } from './paths';
 import {
-  accuracy, f1Binary, f1Macro, matthewsCorrelation, pearson, spearman, averageRanks, perplexity,
+  accuracy, balancedAccuracy, f1Binary, f1Macro, matthewsCorrelation, pearson, spearman, averageRanks, perplexity,
   argmaxRows, classificationMetrics, regressionMetrics,
 } from '../sidecar/train/metrics';
 
 const close = (actual: number, expected: number, tol: number, what: string) =>
   assert.ok(Math.abs(actual - expected) <= tol, `${what}: expected ${expected}, got ${actual} (tolerance ${tol})`);
+
+test('balanced accuracy by hand: the mean of per-class recalls over the classes in the references', () => {
+  // Same counts: recall of class 1 = 3/5, of class 0 = 4/5.
+  const pred = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0];
+  const gold = [1, 1, 1, 0, 1, 1, 0, 0, 0, 0];
+  close(balancedAccuracy(pred, gold), (3 / 5 + 4 / 5) / 2, 1e-15, 'binary');
+  // Three classes, one never predicted, and a predicted class (3) absent from the references (ignored).
+  // recalls: class 0 2/3, class 1 0/2, class 2 1/1.
+  close(balancedAccuracy([0, 0, 2, 3, 3, 2], [0, 0, 0, 1, 1, 2]), (2 / 3 + 0 + 1) / 3, 1e-15, 'three classes');
+  // Imbalanced: always predicting the majority gives 0.5, whatever its accuracy.
+  close(balancedAccuracy([0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 1]), 0.5, 1e-15, 'majority');
+});
 
 test('binary metrics by hand: tp=3 fp=1 fn=2 tn=4', () => {
   // pred/gold with tp 3, fp 1, fn 2, tn 4 (n = 10).

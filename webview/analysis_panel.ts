@@ -7,25 +7,14 @@
  * State lives in `vscode.setState`, so the panel survives being hidden and a window reload. Everything
  * from configs, models and data is set with textContent, never parsed as HTML.
  */
-import {
-  CategoryScale, Chart, Legend, LineController, LineElement, LinearScale, LogarithmicScale, PointElement, Tooltip,
-} from 'chart.js';
 import type { AnalysisPanelMessage, AnalysisPanelRequest, ReadAnalysisRequest } from '../sidecar/protocol';
 import type { AblationReport, AblationRow, AnalysisKind } from '../sidecar/analysis/ablation_results';
 import type { InitReport, InitRun } from '../sidecar/analysis/init_comparison';
 import type { SpectraReport } from '../sidecar/analysis/spectra';
 import type { AnalysisRequest } from '../sidecar/analysis/analysis_options';
 import type { Region } from '../sidecar/analysis/spectrum_regions';
+import { Chart, PALETTE, cssVar, el, vscodeApi } from './panel_kit';
 import './analysis_panel.css';
-
-Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
-
-interface VsCodeApi {
-  postMessage(message: AnalysisPanelRequest): void;
-  getState(): PanelState | undefined;
-  setState(state: PanelState): void;
-}
-declare function acquireVsCodeApi(): VsCodeApi;
 
 type Reports = Omit<ReadAnalysisRequest.Result, 'dir'>;
 
@@ -40,7 +29,7 @@ interface PanelState {
   form: { kind: AnalysisKind; adapter: string; base: string; fractions: string; perLayer: boolean; evalLimit: string; seeds: string; inits: string; ranks: string };
 }
 
-const vscode = acquireVsCodeApi();
+const vscode = vscodeApi<AnalysisPanelRequest, PanelState>();
 const state: PanelState = vscode.getState() ?? {
   reports: { retention: null, delta: null, init: null, spectra: null },
   view: { source: 'retention', region: 'top', fraction: null, spectraModule: null },
@@ -50,14 +39,6 @@ const charts: Chart[] = [];
 
 // ---------------------------------------------------------------------------------------------------
 // Small DOM helpers (text only)
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, opts: { text?: string; cls?: string } = {}, ...children: Node[]): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (opts.text !== undefined) e.textContent = opts.text;
-  if (opts.cls) e.className = opts.cls;
-  for (const c of children) e.appendChild(c);
-  return e;
-}
 
 function button(text: string, onClick: () => void, secondary = false): HTMLButtonElement {
   const b = el('button', { text, cls: secondary ? 'secondary' : undefined });
@@ -90,7 +71,6 @@ function fmt(v: number | null | undefined, digits = 4): string {
   return v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(digits);
 }
 
-const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
 const REGION_DASH: Record<Region, number[]> = { top: [], middle: [6, 3], bottom: [2, 2] };
 
 function csvOf(columns: string[], rows: Array<Record<string, unknown>>): string {
@@ -387,9 +367,8 @@ function heatmapView(report: AblationReport | null, rows: AblationRow[]): HTMLEl
 
 /** A line chart; the legend shows each series' line and dash, below the plot when there are many series. */
 function lineChart(canvas: HTMLCanvasElement, datasets: Chart<'line'>['data']['datasets'], xLabel: string, yLabel: string, logY = false): void {
-  const themed = (name: string, fallback: string) => getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
-  const fg = themed('--vscode-foreground', '#ccc');
-  const grid = themed('--vscode-editorWidget-border', 'rgba(128,128,128,0.3)');
+  const fg = cssVar('--vscode-foreground', '#ccc');
+  const grid = cssVar('--vscode-editorWidget-border', 'rgba(128,128,128,0.3)');
   const many = datasets.length > 8;
   if (many) canvas.parentElement?.classList.add('tall');
   canvas.dataset.series = String(datasets.length);

@@ -7,21 +7,10 @@
  * a window reload (the serializer hands the state back; the extension then reloads metrics.jsonl).
  * Everything from configs, models and data is set with textContent, never parsed as HTML.
  */
-import {
-  CategoryScale, Chart, Legend, LineController, LineElement, LinearScale, LogarithmicScale, PointElement, Tooltip,
-} from 'chart.js';
 import type { MetricsRecord, TrainingPanelRequest, TrainingPanelUpdate, TrainingRunSummary } from '../sidecar/protocol';
 import type { EvalRecord, StepRecord } from '../sidecar/engine/events';
+import { Chart, PALETTE, cssVar, el, vscodeApi } from './panel_kit';
 import './training_panel.css';
-
-Chart.register(LineController, LineElement, PointElement, LinearScale, LogarithmicScale, CategoryScale, Legend, Tooltip);
-
-interface VsCodeApi {
-  postMessage(message: TrainingPanelRequest): void;
-  getState(): PanelState | undefined;
-  setState(state: PanelState): void;
-}
-declare function acquireVsCodeApi(): VsCodeApi;
 
 interface EvalView {
   record: EvalRecord;
@@ -46,7 +35,7 @@ interface PanelState {
   runs: RunView[];
 }
 
-const vscode = acquireVsCodeApi();
+const vscode = vscodeApi<TrainingPanelRequest, PanelState>();
 const state: PanelState = vscode.getState() ?? { runs: [] };
 
 // ---------------------------------------------------------------------------------------------------
@@ -149,19 +138,6 @@ function markBestByFirstMetric(run: RunView): void {
 // ---------------------------------------------------------------------------------------------------
 // Drawing
 
-const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
-
-function cssVar(name: string, fallback: string): string {
-  return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, className?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (text !== undefined) e.textContent = text;
-  if (className) e.className = className;
-  return e;
-}
-
 function lineChart(canvas: HTMLCanvasElement, yTitle: string): Chart<'line', Array<{ x: number; y: number }>> {
   const fg = cssVar('--vscode-foreground', '#ccc');
   const grid = cssVar('--vscode-editorWidget-border', 'rgba(128,128,128,0.3)');
@@ -224,24 +200,24 @@ function liveLine(run: RunView): string | null {
 }
 
 function evalTable(run: RunView): HTMLTableElement {
-  const table = el('table', undefined, 'evals');
+  const table = el('table', { cls: 'evals' });
   const keys = [...new Set(run.evals.flatMap((e) => Object.keys(e.record.eval)))];
   const head = el('tr');
-  for (const h of ['', 'step', 'epoch', ...keys]) head.append(el('th', h));
+  for (const h of ['', 'step', 'epoch', ...keys]) head.append(el('th', { text: h }));
   table.append(head);
   for (const e of run.evals) {
-    const tr = el('tr', undefined, e.best ? 'best' : undefined);
-    tr.append(el('td', e.best ? '★ best' : e.record.step === 0 ? 'baseline' : ''), el('td', String(e.record.step)), el('td', String(e.record.epoch)));
-    for (const k of keys) tr.append(el('td', k in e.record.eval ? fmt(e.record.eval[k]) : ''));
+    const tr = el('tr', { cls: e.best ? 'best' : undefined });
+    tr.append(el('td', { text: e.best ? '★ best' : e.record.step === 0 ? 'baseline' : '' }), el('td', { text: String(e.record.step) }), el('td', { text: String(e.record.epoch) }));
+    for (const k of keys) tr.append(el('td', { text: k in e.record.eval ? fmt(e.record.eval[k]) : '' }));
     table.append(tr);
   }
   return table;
 }
 
 function summaryBox(s: TrainingRunSummary): HTMLElement {
-  const box = el('div', undefined, 'summary');
+  const box = el('div', { cls: 'summary' });
   box.dataset.finalMetric = s.best ? Object.entries(s.best).map(([k, v]) => `${k}=${v}`).join(',') : '';
-  box.append(el('h3', s.cancelled ? 'Cancelled (checkpoint saved: Resume Training continues it)' : 'Finished'));
+  box.append(el('h3', { text: s.cancelled ? 'Cancelled (checkpoint saved: Resume Training continues it)' : 'Finished' }));
   const rows: Array<[string, string]> = [
     ['updates', `${s.steps.toLocaleString('en-US')} of ${s.totalSteps.toLocaleString('en-US')}`],
     ['time', duration(s.seconds)],
@@ -253,7 +229,7 @@ function summaryBox(s: TrainingRunSummary): HTMLElement {
   const table = el('table');
   for (const [k, v] of rows) {
     const tr = el('tr');
-    tr.append(el('th', k), el('td', v));
+    tr.append(el('th', { text: k }), el('td', { text: v }));
     table.append(tr);
   }
   box.append(table);
@@ -281,20 +257,20 @@ function render(): void {
 
   runsBox.replaceChildren();
   state.runs.forEach((run, i) => {
-    const section = el('section', undefined, 'run');
+    const section = el('section', { cls: 'run' });
     section.dataset.runId = run.runId;
     const h = el('h2');
-    const swatch = el('span', '■ ', 'swatch');
+    const swatch = el('span', { text: '■ ', cls: 'swatch' });
     swatch.style.color = PALETTE[i % PALETTE.length];
     h.append(swatch, document.createTextNode(run.title));
     section.append(h);
-    if (run.output) section.append(el('div', run.output, 'path'));
-    if (run.phase) section.append(el('div', run.phase, 'phase'));
+    if (run.output) section.append(el('div', { text: run.output, cls: 'path' }));
+    if (run.phase) section.append(el('div', { text: run.phase, cls: 'phase' }));
     const live = liveLine(run);
-    if (live) section.append(el('div', live, 'live'));
-    if (run.error) section.append(el('pre', run.error, 'error'));
+    if (live) section.append(el('div', { text: live, cls: 'live' }));
+    if (run.error) section.append(el('pre', { text: run.error, cls: 'error' }));
     if (run.evals.length) {
-      section.append(el('h3', 'Validation'));
+      section.append(el('h3', { text: 'Validation' }));
       section.append(evalTable(run));
     }
     if (run.summary) section.append(summaryBox(run.summary));

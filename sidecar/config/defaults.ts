@@ -67,7 +67,7 @@ export const DEFAULT_TARGETS: Readonly<Record<'encoder' | 'decoder', readonly st
   decoder: ['q_proj', 'v_proj'],
 });
 
-/** Default targets of families whose module names differ from their kind's (USE-lite: the demo's targets). */
+/** Default targets of families whose module names differ from their kind's (USE-lite: its five linear module types; the demo and the benches use them too). */
 export const DEFAULT_TARGETS_BY_MODEL_TYPE: Readonly<Record<string, readonly string[]>> = Object.freeze({
   use_lite: ['qkv', 'attention.output', 'residual_proj', 'ffn.intermediate', 'ffn.output'],
 });

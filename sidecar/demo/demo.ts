@@ -21,6 +21,7 @@ import { mergeRun } from '../engine/merge_run';
 import { readAdapterConfig } from '../loraxs/adapter_files';
 import type { EngineEvents } from '../engine/events';
 import { writeSpamData } from './spam_data';
+import { DEFAULT_TARGETS_BY_MODEL_TYPE } from '../config/defaults';
 
 export interface DemoSettings {
   /** Training / validation emails (class-balanced). */
@@ -46,7 +47,7 @@ export const DEMO_DEFAULTS: Readonly<DemoSettings> = Object.freeze({
   lr: 5e-3,
   rank: 8,
   seed: 0,
-  targets: ['qkv', 'attention.output', 'residual_proj', 'ffn.intermediate', 'ffn.output'],
+  targets: [...DEFAULT_TARGETS_BY_MODEL_TYPE.use_lite],
 });
 
 export interface DemoOptions {

@@ -13,6 +13,7 @@ import { readTensorBytes } from '../io/safetensors';
 import { loadAdapter } from '../loraxs/adapter_files';
 import { adapterFactors, checkBaseModel } from '../loraxs/factor_cache';
 import { mergeWeights, type MergeableModule } from '../loraxs/merge';
+import { uploadFactors } from '../loraxs/adapted_context';
 import { writeHfModel, configForHead, type HfDtype, type TensorSource } from '../loraxs/hf_model_writer';
 import type { EngineEvents } from './events';
 
@@ -34,14 +35,7 @@ export async function mergeRun(config: RunConfig, adapterDir: string, outDir: st
   try {
     const factors = adapterFactors(adapterDir, snapshot, weights, { onModule: (p) => events?.progress?.('factors', p.index + 1, p.total) });
     for (const m of saved.modules) {
-      const f = factors.get(m.name)!;
-      modules.push({
-        name: m.name,
-        scale: saved.alpha / m.rank,
-        A: tf.tensor2d(f.A, [m.rank, m.inFeatures]),
-        B: tf.tensor2d(f.B, [m.outFeatures, m.rank]),
-        R: tf.tensor2d(snapshot.R.get(m.name)!, [m.rank, m.rank]),
-      });
+      modules.push({ name: m.name, ...uploadFactors(factors.get(m.name)!, saved.alpha), R: tf.tensor2d(snapshot.R.get(m.name)!, [m.rank, m.rank]) });
     }
     merged = mergeWeights(weights, modules, adapterDir);
     const cfg = ckpt.config;

@@ -36,16 +36,24 @@ export interface AdaptedContextOptions {
   extra?: Map<string, tf.Tensor>;
 }
 
+/** A module's frozen factors on the backend, with its scale α / r (what training and merging share). */
+export function uploadFactors(factors: Factors, alpha: number): Pick<AdaptedModule, 'rank' | 'scale' | 'A' | 'B'> {
+  const r = factors.rank;
+  return {
+    rank: r,
+    scale: alpha / r,
+    A: tf.tensor2d(factors.A, [r, factors.inFeatures]),
+    B: tf.tensor2d(factors.B, [factors.outFeatures, r]),
+  };
+}
+
 /** Uploads factors and R as an AdaptedModule (A and B as constants, R as a variable named `loraxs/<name>/R`). */
 export function createAdaptedModule(name: string, factors: Factors, R: Float32Array, alpha: number, trainable = true): AdaptedModule {
   const r = factors.rank;
   assert(R.length === r * r, () => `R of ${name} has ${R.length} values, expected ${r}×${r}`);
   return {
     name,
-    rank: r,
-    scale: alpha / r,
-    A: tf.tensor2d(factors.A, [r, factors.inFeatures]),
-    B: tf.tensor2d(factors.B, [factors.outFeatures, r]),
+    ...uploadFactors(factors, alpha),
     R: tf.variable(tf.tensor2d(R, [r, r]), trainable, `loraxs/${name}/R`) as tf.Variable<tf.Rank.R2>,
   };
 }

@@ -77,8 +77,18 @@ export function randomizedSvd(W: tf.Tensor2D, rank: number, opts: RandomizedSvdO
     y = readBack(() => tf.matMul(W, tf.tensor2d(qz, [n, l])));
     q = columnsToRowMajor32(orthonormalColumns(y, m, l, rng), m);
   }
-  // Bᵀ = Wᵀ Q (n × l); B = Qᵀ W (l × n).
+  // Bᵀ = Wᵀ Q (n × l)
   const bt = readBack(() => tf.matMul(W, tf.tensor2d(q, [m, l]), true, false));
+  return svdFromRange(q, bt, m, n, l, rank);
+}
+
+/**
+ * The last step of the randomised SVD, from an orthonormal basis Q of W's range and Bᵀ = Wᵀ Q: the exact
+ * SVD of the small B = Qᵀ W (l × n) = Ũ Σ Vᵀ, then U = Q Ũ_r, signs canonicalised.
+ * @param q (m, l) row-major
+ * @param bt (n, l) row-major
+ */
+export function svdFromRange(q: Float32Array, bt: Float32Array, m: number, n: number, l: number, rank: number): TruncatedSvd {
   const b = new Float64Array(l * n);
   for (let i = 0; i < n; i++) for (let j = 0; j < l; j++) b[j * n + i] = bt[i * l + j];
   const small: DenseSvd = exactSvd(b, l, n);

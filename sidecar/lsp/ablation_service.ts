@@ -4,14 +4,13 @@
  * the engine's events go out as AblateProgressNotification. Refused in an untrusted workspace.
  */
 import * as path from 'node:path';
-import { LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import type { CancellationToken, Connection } from 'vscode-languageserver/node';
 import { AblateProgressNotification, AblateRequest, CancelAblationRequest, ReadAnalysisRequest } from '../protocol';
 import type { StatusNotification } from '../protocol';
 import { loadConfig } from '../config/parse';
 import { analysisDir, readReport } from '../analysis/ablation_results';
-import { startJob } from './job_worker';
-import type { JobEvent, RunningJob } from './job_worker';
+import type { JobEvent } from './job_worker';
+import { JobSlot, refuse } from './job_slot';
 import { toResponseError } from './response_errors';
 import { UNTRUSTED_MESSAGE } from './training_service';
 import { uriToPath } from './config_uri';
@@ -24,14 +23,12 @@ export interface AblationServiceOptions {
   status: (state: StatusNotification.Params['state'], message?: string) => void;
 }
 
-function refuse(message: string): ResponseError<void> {
-  return new ResponseError(LSPErrorCodes.RequestFailed, message);
-}
-
 export class AblationService {
-  private current: { id: string; job: RunningJob } | null = null;
+  private readonly slot: JobSlot;
 
-  constructor(private readonly o: AblationServiceOptions) {}
+  constructor(private readonly o: AblationServiceOptions) {
+    this.slot = new JobSlot(o);
+  }
 
   register(): void {
     const c = this.o.connection;
@@ -41,13 +38,13 @@ export class AblationService {
   }
 
   async dispose(): Promise<void> {
-    await this.current?.job.terminate();
-    this.current = null;
+    await this.slot.dispose();
   }
 
   async ablate(p: AblateRequest.Params, token: CancellationToken): Promise<AblateRequest.Result> {
     if (!this.o.trusted()) throw refuse(UNTRUSTED_MESSAGE);
-    if (this.current) throw refuse(`an analysis is already running (${this.current.id}); cancel it or wait for it to finish`);
+    const current = this.slot.running;
+    if (current) throw refuse(`an analysis is already running (${current.id}); cancel it or wait for it to finish`);
     const c = this.o.connection;
     const { uri, jobId, ...request } = p;
     const id = jobId ?? `${request.kind}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
@@ -60,27 +57,15 @@ export class AblationService {
       else if (e.kind === 'eval') params = { jobId: id, kind: 'eval', record: e.record };
       if (params) void c.sendNotification(AblateProgressNotification.type, params);
     };
-    const job = startJob({ kind: 'ablate', configFile: uriToPath(uri), request }, this.o.workerScript, forward, (line) => c.console.log(`[${id}] ${line}`));
-    this.current = { id, job };
-    this.o.status('busy', `analysis: ${request.kind} of ${path.basename(uriToPath(uri))}`);
-    const onCancel = token.onCancellationRequested(() => job.cancel());
-    try {
-      const r = await job.done;
+    const file = uriToPath(uri);
+    return this.slot.run(id, { kind: 'ablate', configFile: file, request }, `analysis: ${request.kind} of ${path.basename(file)}`, token, forward, (r) => {
       if (r.kind !== 'analysis') throw new Error(`internal error: an ablate job returned ${r.kind}`);
       return { ...r.report, jobId: id };
-    } catch (e) {
-      throw toResponseError(e, c.console);
-    } finally {
-      onCancel.dispose();
-      this.current = null;
-      this.o.status('idle');
-    }
+    });
   }
 
   cancel(p: CancelAblationRequest.Params): { cancelled: boolean } {
-    if (!this.current || (p.jobId !== undefined && p.jobId !== this.current.id)) return { cancelled: false };
-    this.current.job.cancel();
-    return { cancelled: true };
+    return { cancelled: this.slot.cancel(p.jobId) };
   }
 
   read(p: ReadAnalysisRequest.Params): ReadAnalysisRequest.Result {

@@ -65,18 +65,21 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
     if (canRefreshLenses) void connection.sendRequest(CodeLensRefreshRequest.type).catch(() => undefined);
   };
 
+  /** The status a job reports (busy, then idle), with the backend the server initialised. */
+  const jobStatus = (s: StatusNotification.Params['state'], message?: string): void => sendStatus({ state: s, backend, threads, message });
+
   const jobs = new JobService({
     connection,
     workerScript: opts.workerScript,
     trusted: () => trusted,
-    status: (s, message) => sendStatus({ state: s, backend, threads, message }),
+    status: jobStatus,
   });
 
   const analyses = new AblationService({
     connection,
     workerScript: opts.workerScript,
     trusted: () => trusted,
-    status: (s, message) => sendStatus({ state: s, backend, threads, message }),
+    status: jobStatus,
   });
 
   connection.onInitialize((params): InitializeResult => {

@@ -4,13 +4,11 @@
  * sidecar's state as StatusNotification (busy while a job runs). Refused in an untrusted workspace.
  */
 import * as path from 'node:path';
-import { LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import type { CancellationToken, Connection } from 'vscode-languageserver/node';
 import { CancelTrainingRequest, ExportRequest, MergeRequest, StatusNotification, TrainProgressNotification, TrainRequest } from '../protocol';
 import { EXPORT_FORMATS } from '../engine/export_run';
-import { startJob } from './job_worker';
 import type { JobEvent, JobSpec, RunningJob } from './job_worker';
-import { toResponseError } from './response_errors';
+import { JobSlot, refuse } from './job_slot';
 import { uriToPath } from './config_uri';
 
 export const UNTRUSTED_MESSAGE =
@@ -25,19 +23,12 @@ export interface JobServiceOptions {
   status: (state: StatusNotification.Params['state'], message?: string) => void;
 }
 
-interface Current {
-  id: string;
-  job: RunningJob;
-}
-
-function refuse(message: string): ResponseError<void> {
-  return new ResponseError(LSPErrorCodes.RequestFailed, message);
-}
-
 export class JobService {
-  private current: Current | null = null;
+  private readonly slot: JobSlot;
 
-  constructor(private readonly o: JobServiceOptions) {}
+  constructor(private readonly o: JobServiceOptions) {
+    this.slot = new JobSlot(o);
+  }
 
   register(): void {
     const c = this.o.connection;
@@ -49,21 +40,20 @@ export class JobService {
 
   /** Stops a running job at once (server shutdown). */
   async dispose(): Promise<void> {
-    await this.current?.job.terminate();
-    this.current = null;
+    await this.slot.dispose();
   }
 
   private checkCanStart(): void {
     if (!this.o.trusted()) throw refuse(UNTRUSTED_MESSAGE);
-    if (this.current) {
-      const what = this.current.job.job.kind === 'train' ? 'a training run' : `a ${this.current.job.job.kind}`;
-      throw refuse(`${what} is already running (${this.current.id}); cancel it or wait for it to finish before starting another`);
+    const current = this.slot.running;
+    if (current) {
+      const what = current.job.job.kind === 'train' ? 'a training run' : `a ${current.job.job.kind}`;
+      throw refuse(`${what} is already running (${current.id}); cancel it or wait for it to finish before starting another`);
     }
   }
 
   /** Runs a job to its end; events go out as progress notifications with `runId` = `id`. */
-  private async run<T>(id: string, spec: JobSpec, busyMessage: string, token: CancellationToken, finish: (r: Awaited<RunningJob['done']>) => T): Promise<T> {
-    const c = this.o.connection;
+  private run<T>(id: string, spec: JobSpec, busyMessage: string, token: CancellationToken, finish: (r: Awaited<RunningJob['done']>) => T): Promise<T> {
     const forward = (e: JobEvent): void => {
       // Analysis rows and runs (ablation_service.ts) never come from train, merge or export jobs.
       if (e.kind === 'row' || e.kind === 'run') return;
@@ -71,21 +61,9 @@ export class JobService {
         : e.kind === 'phase' ? { runId: id, kind: 'phase', phase: e.phase, done: e.done, total: e.total }
         : e.kind === 'step' ? { runId: id, kind: 'step', record: e.record }
         : { runId: id, kind: 'eval', record: e.record, best: e.best };
-      void c.sendNotification(TrainProgressNotification.type, params);
+      void this.o.connection.sendNotification(TrainProgressNotification.type, params);
     };
-    const job = startJob(spec, this.o.workerScript, forward, (line) => c.console.log(`[${id}] ${line}`));
-    this.current = { id, job };
-    this.o.status('busy', busyMessage);
-    const onCancel = token.onCancellationRequested(() => job.cancel());
-    try {
-      return finish(await job.done);
-    } catch (e) {
-      throw toResponseError(e, c.console);
-    } finally {
-      onCancel.dispose();
-      this.current = null;
-      this.o.status('idle');
-    }
+    return this.slot.run(id, spec, busyMessage, token, forward, finish);
   }
 
   async train(p: TrainRequest.Params, token: CancellationToken): Promise<TrainRequest.Result> {
@@ -104,9 +82,7 @@ export class JobService {
   }
 
   cancel(p: CancelTrainingRequest.Params): { cancelled: boolean } {
-    if (!this.current || (p.runId !== undefined && p.runId !== this.current.id)) return { cancelled: false };
-    this.current.job.cancel();
-    return { cancelled: true };
+    return { cancelled: this.slot.cancel(p.runId) };
   }
 
   async merge(p: MergeRequest.Params, token: CancellationToken): Promise<MergeRequest.Result> {

@@ -172,49 +172,40 @@ export async function waitForWorkbench(page: Page): Promise<void> {
 }
 
 /**
- * Runs a palette command by its title ("LoRA-XS: Fine-tune with LoRA-XS"): F1, type, Enter on the row
- * whose label matches. Commands register a few seconds after the workbench shows, so it retries.
+ * Opens the quick input with `key`, types `query` and presses Enter on the first row showing `row`, then
+ * waits for `done`. Retried until `timeoutMs`: commands register a few seconds after the workbench shows,
+ * and when focus sits in a webview or a notification takes it, the quick input can close before it is
+ * typed into.
  */
-export async function runCommand(page: Page, title: string, timeoutMs = 30000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    await page.keyboard.press('Escape');
-    await page.keyboard.press('F1');
-    const input = page.locator('.quick-input-widget input');
-    await input.waitFor({ state: 'visible', timeout: 10000 });
-    await input.fill(`>${title}`);
-    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
-    try {
-      await row.waitFor({ state: 'visible', timeout: 3000 });
-      await page.keyboard.press('Enter');
-      return;
-    } catch (e) {
-      if (Date.now() > deadline) throw new Error(`the command "${title}" did not show in the palette within ${timeoutMs} ms: ${(e as Error).message}`);
-    }
-  }
-}
-
-/**
- * Opens a workspace file with Quick Open (Ctrl+P). Retries like runCommand: when focus sits in a webview
- * or a notification takes it, the quick input can close again before it is typed into.
- */
-export async function openFile(page: Page, name: string, timeoutMs = 30000): Promise<void> {
+async function pickInQuickInput(page: Page, key: string, query: string, row: string, what: string, timeoutMs: number,
+  done: () => Promise<unknown> = async () => undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       await page.keyboard.press('Escape');
-      await page.keyboard.press('Control+P');
+      await page.keyboard.press(key);
       const input = page.locator('.quick-input-widget input');
       await input.waitFor({ state: 'visible', timeout: 5000 });
-      await input.fill(name, { timeout: 5000 });
-      await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ state: 'visible', timeout: 10000 });
+      await input.fill(query, { timeout: 5000 });
+      await page.locator('.quick-input-list .monaco-list-row', { hasText: row }).first().waitFor({ state: 'visible', timeout: 3000 });
       await page.keyboard.press('Enter');
-      await page.locator('.tab.active', { hasText: name }).waitFor({ state: 'visible', timeout: 10000 });
+      await done();
       return;
     } catch (e) {
-      if (Date.now() > deadline) throw new Error(`could not open ${name} with Quick Open within ${timeoutMs} ms: ${(e as Error).message}`);
+      if (Date.now() > deadline) throw new Error(`${what} within ${timeoutMs} ms: ${(e as Error).message}`);
     }
   }
+}
+
+/** Runs a palette command by its title ("LoRA-XS: Fine-tune with LoRA-XS"): F1, type, Enter on the row whose label matches. */
+export async function runCommand(page: Page, title: string, timeoutMs = 30000): Promise<void> {
+  await pickInQuickInput(page, 'F1', `>${title}`, title, `the command "${title}" did not show in the palette`, timeoutMs);
+}
+
+/** Opens a workspace file with Quick Open (Ctrl+P). */
+export async function openFile(page: Page, name: string, timeoutMs = 30000): Promise<void> {
+  await pickInQuickInput(page, 'Control+P', name, name, `could not open ${name} with Quick Open`, timeoutMs,
+    () => page.locator('.tab.active', { hasText: name }).waitFor({ state: 'visible', timeout: 10000 }));
 }
 
 /** Calls `f` every 250 ms until it gives a value (errors count as no value yet), or fails after `ms`. */
