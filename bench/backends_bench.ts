@@ -8,8 +8,8 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '../sidecar/tf';
-import { initBackend, measureMatmulGflops } from '../sidecar/backend';
+import * as tf from '../sidecar/backend/tf';
+import { initBackend, measureMatmulGflops } from '../sidecar/backend/choice';
 import { adaptedLinear, createAdaptedModule } from '../sidecar/loraxs/adapted_context';
 import { Rng } from '../sidecar/rng';
 import { machineInfo, median, partsDir, writePart } from './common';

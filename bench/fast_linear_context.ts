@@ -8,7 +8,7 @@
  * and the adapter's thin products use A, R, B transposed once per call. Same numbers up to float32
  * summation order.
  */
-import * as tf from '../sidecar/tf';
+import * as tf from '../sidecar/backend/tf';
 import { Rng } from '../sidecar/rng';
 import type { ForwardContext, Weights } from '../sidecar/models/types';
 import type { AdaptedModule } from '../sidecar/loraxs/adapted_context';

@@ -7,8 +7,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { initBackend } from '../sidecar/backend';
-import { openModelSession } from '../sidecar/engine/model_session';
+import { initBackend } from '../sidecar/backend/choice';
+import { openModelSession } from '../sidecar/session/model_session';
 import { mergeRun } from '../sidecar/engine/merge_run';
 import { ADAPTER_FILE } from '../sidecar/loraxs/adapter_files';
 import type { RunConfig } from '../sidecar/config/types';

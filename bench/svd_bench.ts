@@ -13,13 +13,13 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '../sidecar/tf';
-import { initBackend, measureMatmulGflops } from '../sidecar/backend';
+import * as tf from '../sidecar/backend/tf';
+import { initBackend, measureMatmulGflops } from '../sidecar/backend/choice';
 import { randomizedSvd } from '../sidecar/loraxs/svd';
 import { randomizedSvdNoTranspose } from './svd_no_transpose';
 import { exactSvd } from '../sidecar/loraxs/exact_svd';
 import { writeSafetensors } from '../sidecar/io/safetensors';
-import { openCheckpoint, loadWeights } from '../sidecar/io/checkpoint';
+import { openCheckpoint, loadWeights } from '../sidecar/io/model_folder';
 import { keyMatches } from '../sidecar/loraxs/targets';
 import { Rng } from '../sidecar/rng';
 import { ensureDir, log, machineInfo, PyServer, quick, scratchDir, seconds, sharedDir, writePart, type Reply } from './common';

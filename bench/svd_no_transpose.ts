@@ -6,7 +6,7 @@
  * plain product; inside the benchmark the two SVDs took the same time, so the gain is not established.
  * The algorithm and its result are otherwise the same (up to float32 summation order).
  */
-import * as tf from '../sidecar/tf';
+import * as tf from '../sidecar/backend/tf';
 import { Rng } from '../sidecar/rng';
 import { columnsToRowMajor32, orthonormalColumns } from '../sidecar/loraxs/dense';
 import { readBack, svdFromRange, type RandomizedSvdOptions, type TruncatedSvd } from '../sidecar/loraxs/svd';

@@ -13,9 +13,9 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '../sidecar/tf';
-import { initBackend, measureMatmulGflops } from '../sidecar/backend';
-import { openModelSession, type ModelSession } from '../sidecar/engine/model_session';
+import * as tf from '../sidecar/backend/tf';
+import { initBackend, measureMatmulGflops } from '../sidecar/backend/choice';
+import { openModelSession, type ModelSession } from '../sidecar/session/model_session';
 import { batchInputs, batchLoss } from '../sidecar/train/evaluation';
 import { accumulateGrads } from '../sidecar/train/grad_accumulate';
 import { createOptimizer, type Optimizer } from '../sidecar/train/optimizers';
@@ -177,7 +177,7 @@ async function main(): Promise<void> {
   const which = process.argv[2];
   if (which) {
     const m = MODELS.find((x) => x.name === which)!;
-    const { initBackend } = await import('../sidecar/backend');
+    const { initBackend } = await import('../sidecar/backend/choice');
     await initBackend();
     const result = await measureModel(m);
     fs.mkdirSync(partsDir, { recursive: true });

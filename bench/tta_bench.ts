@@ -9,9 +9,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '../sidecar/tf';
-import { initBackend } from '../sidecar/backend';
-import { openModelSession } from '../sidecar/engine/model_session';
+import * as tf from '../sidecar/backend/tf';
+import { initBackend } from '../sidecar/backend/choice';
+import { openModelSession } from '../sidecar/session/model_session';
 import { batchInputs, batchLoss, evaluate } from '../sidecar/train/evaluation';
 import { batchIndices, epochOrder, makeBatch, type Batch } from '../sidecar/train/batching';
 import { createOptimizer } from '../sidecar/train/optimizers';

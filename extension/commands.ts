@@ -97,13 +97,38 @@ async function outputOf(ctx: CommandContext, uri: vscode.Uri): Promise<string | 
   }
 }
 
+/**
+ * Follows the job a request is about to start: the sidecar names it (its run id) in the job's first
+ * notification, `started`, which `matches` recognises; `onEvent` then gets that job's notifications.
+ */
+class JobFollower implements vscode.Disposable {
+  runId: string | undefined;
+  private readonly sub: vscode.Disposable;
+
+  constructor(ctx: CommandContext, matches: (p: Extract<TrainProgressNotification.Params, { kind: 'started' }>) => boolean,
+    onEvent: (p: TrainProgressNotification.Params) => void) {
+    this.sub = ctx.client.onProgress((p) => {
+      if (this.runId === undefined && p.kind === 'started' && matches(p)) this.runId = p.runId;
+      if (p.runId === this.runId) onEvent(p);
+    });
+  }
+
+  dispose(): void {
+    this.sub.dispose();
+  }
+}
+
 /** Reports a job's phase and log notifications (merge, export) into a progress notification. */
-function reportJob(ctx: CommandContext, jobId: string, progress: vscode.Progress<{ message?: string }>): vscode.Disposable {
-  return ctx.client.onProgress((p: TrainProgressNotification.Params) => {
-    if (p.runId !== jobId) return;
+function reportJob(progress: vscode.Progress<{ message?: string }>): (p: TrainProgressNotification.Params) => void {
+  return (p) => {
     if (p.kind === 'phase') progress.report({ message: `${p.phase} ${p.done}/${p.total}` });
     else if (p.kind === 'log') progress.report({ message: p.message });
-  });
+  };
+}
+
+/** Cancels the followed job (or the running one, before it has named itself). */
+function cancelJob(ctx: CommandContext, job: JobFollower): void {
+  void ctx.client.languageClient.sendRequest(CancelTrainingRequest.type, job.runId ? { runId: job.runId } : {});
 }
 
 function fineTune(ctx: CommandContext, resume: boolean): Handler {
@@ -114,17 +139,16 @@ function fineTune(ctx: CommandContext, resume: boolean): Handler {
     if (!uri) return undefined;
     await saveIfDirty(uri);
     const name = configName(uri);
-    const runId = `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     const panel = TrainingPanel.createOrShow(ctx.extension.extensionUri, ctx.client);
-    panel.startRun(runId, resume ? `${name} (resumed)` : name, await outputOf(ctx, uri));
-    ctx.client.log(`[client] ${resume ? 'resuming' : 'training'} ${uri.fsPath} as ${runId}`);
+    const title = resume ? `${name} (resumed)` : name;
+    ctx.client.log(`[client] ${resume ? 'resuming' : 'training'} ${uri.fsPath}`);
     return vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: `LoRA-XS: ${resume ? 'resuming' : 'training'} ${name}`, cancellable: true },
       async (progress, token) => {
         let reported = 0;
-        const sub = ctx.client.onProgress((p) => {
-          if (p.runId !== runId) return;
-          if (p.kind === 'phase') progress.report({ message: `${p.phase} ${p.done}/${p.total}` });
+        const sub = new JobFollower(ctx, (p) => p.job === 'train' && p.config === uri.fsPath, (p) => {
+          if (p.kind === 'started') panel.startRun(p.runId, title, p.output ?? undefined);
+          else if (p.kind === 'phase') progress.report({ message: `${p.phase} ${p.done}/${p.total}` });
           else if (p.kind === 'step') {
             const total = p.record.total_steps;
             const pct = total ? (100 * p.record.step) / total : 0;
@@ -134,14 +158,11 @@ function fineTune(ctx: CommandContext, resume: boolean): Handler {
         });
         const onCancel = token.onCancellationRequested(() => {
           progress.report({ message: 'cancelling: saving a checkpoint…' });
-          void ctx.client.languageClient.sendRequest(CancelTrainingRequest.type, { runId });
+          cancelJob(ctx, sub);
         });
         try {
-          const r = await ctx.client.languageClient.sendRequest(TrainRequest.type, { uri: uri.toString(), resume, runId });
-          panel.finishRun(runId, {
-            trainableParams: r.trainableParams, adapterParams: r.adapterParams, adapterBytes: r.adapterBytes, steps: r.steps,
-            totalSteps: r.totalSteps, seconds: r.seconds, cancelled: r.cancelled, output: r.output, adapterDir: r.adapterDir, best: r.best?.eval ?? null,
-          });
+          const r = await ctx.client.languageClient.sendRequest(TrainRequest.type, { uri: uri.toString(), resume });
+          panel.finishRun(r.runId, r);
           const best = r.best ? ` Best: ${Object.entries(r.best.eval).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}.` : '';
           void vscode.window.showInformationMessage(r.cancelled
             ? `LoRA-XS: ${name} cancelled at step ${r.steps}/${r.totalSteps}; a checkpoint is saved (Resume Training continues it).`
@@ -149,7 +170,8 @@ function fineTune(ctx: CommandContext, resume: boolean): Handler {
           return r;
         } catch (e) {
           const message = errorText(e);
-          panel.failRun(runId, message);
+          // A run that failed before it started (a config error) has no id from the sidecar: show it by name.
+          panel.failRun(sub.runId ?? title, message, sub.runId ? undefined : title);
           void vscode.window.showErrorMessage(`LoRA-XS: ${message}`);
           return undefined;
         } finally {
@@ -194,13 +216,12 @@ function merge(ctx: CommandContext): Handler {
     if (!adapterDir) return undefined;
     const outDir = typeof outArg === 'string' ? outArg : await askFolder('LoRA-XS: the merged model folder', `${output ?? adapterDir}-merged`);
     if (!outDir) return undefined;
-    const jobId = `merge-${Date.now()}`;
     return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: 'LoRA-XS: merging the adapter', cancellable: true },
       async (progress, token) => {
-        const sub = reportJob(ctx, jobId, progress);
-        const onCancel = token.onCancellationRequested(() => void ctx.client.languageClient.sendRequest(CancelTrainingRequest.type, { runId: jobId }));
+        const sub = new JobFollower(ctx, (p) => p.job === 'merge' && p.config === uri.fsPath, reportJob(progress));
+        const onCancel = token.onCancellationRequested(() => cancelJob(ctx, sub));
         try {
-          const r = await ctx.client.languageClient.sendRequest(MergeRequest.type, { uri: uri.toString(), adapterDir, outDir, jobId });
+          const r = await ctx.client.languageClient.sendRequest(MergeRequest.type, { uri: uri.toString(), adapterDir, outDir });
           void vscode.window.showInformationMessage(`LoRA-XS: merged model written to ${r.outDir}`);
           return r;
         } catch (e) {
@@ -226,13 +247,12 @@ function exportAdapter(ctx: CommandContext): Handler {
     if (!format) return undefined;
     const outDir = typeof outArg === 'string' ? outArg : await askFolder(`LoRA-XS: the ${format} folder`, `${adapterDir}-${format}`);
     if (!outDir) return undefined;
-    const jobId = `export-${Date.now()}`;
     return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `LoRA-XS: exporting ${format}`, cancellable: true },
       async (progress, token) => {
-        const sub = reportJob(ctx, jobId, progress);
-        const onCancel = token.onCancellationRequested(() => void ctx.client.languageClient.sendRequest(CancelTrainingRequest.type, { runId: jobId }));
+        const sub = new JobFollower(ctx, (p) => p.job === 'export', reportJob(progress));
+        const onCancel = token.onCancellationRequested(() => cancelJob(ctx, sub));
         try {
-          const r = await ctx.client.languageClient.sendRequest(ExportRequest.type, { adapterDir, format: format as ExportRequest.Params['format'], outDir, jobId });
+          const r = await ctx.client.languageClient.sendRequest(ExportRequest.type, { adapterDir, format: format as ExportRequest.Params['format'], outDir });
           void vscode.window.showInformationMessage(`LoRA-XS: ${format} export written to ${r.outDir}`);
           return r;
         } catch (e) {

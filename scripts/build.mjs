@@ -1,6 +1,6 @@
 // Bundles the three processes (extension, sidecar + CLI, webview) and the tests with esbuild.
 // tsc only type-checks (npm run typecheck). The tfjs .wasm binaries are copied beside the sidecar
-// bundle because esbuild does not copy them; sidecar/backend.ts points the wasm backend at dist/wasm/.
+// bundle because esbuild does not copy them; sidecar/backend/choice.ts points the wasm backend at dist/wasm/.
 import { build } from 'esbuild';
 import { cpSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -19,7 +19,7 @@ const optionalNative = ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'w
 const node = { ...common, platform: 'node', target: 'node20', format: 'cjs', mainFields: ['module', 'main'] };
 await Promise.all([
   build({ ...node, entryPoints: { extension: 'extension/main.ts' }, outdir: 'dist', external: ['vscode'] }),
-  build({ ...node, entryPoints: { sidecar: 'sidecar/server.ts', cli: 'sidecar/cli.ts' }, outdir: 'dist',
+  build({ ...node, entryPoints: { sidecar: 'sidecar/server.ts', cli: 'sidecar/cli/main.ts' }, outdir: 'dist',
     external: optionalNative }),
   existsSync(join(root, 'webview')) && readdirSync(join(root, 'webview')).some((f) => f.endsWith('.ts'))
     ? build({ ...common, platform: 'browser', target: 'es2022', format: 'iife',

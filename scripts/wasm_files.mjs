@@ -1,7 +1,7 @@
 // The files the tfjs wasm backend loads at run time, copied beside a bundle (esbuild copies none of them):
 // the three .wasm binaries, and for the multi-threaded build its Emscripten factory script and its
 // pthread worker script. tfjs-backend-wasm hands those two to its workers as Blob URLs, which Node's
-// worker_threads cannot load; sidecar/wasm_threads.ts points the workers at these files instead.
+// worker_threads cannot load; sidecar/backend/wasm_threads.ts points the workers at these files instead.
 import { cpSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { createRequire } from 'node:module';

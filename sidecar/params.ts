@@ -12,7 +12,7 @@
  * baseParams, the unique parameters of the base model (tied weights once):
  *   - with safetensors in the folder: every floating tensor of the checkpoint (buffers such as
  *     `position_ids` and `inv_freq` excluded), a tied output matrix stored as a copy counted once
- *     (io/checkpoint.ts countParameters). A pretraining checkpoint also holds its pretraining head (e.g.
+ *     (io/model_folder.ts countParameters). A pretraining checkpoint also holds its pretraining head (e.g.
  *     RoBERTa's `lm_head.dense`/`layer_norm`/`bias`), which is counted because it is in the file.
  *   - from config.json alone: the model as transformers builds it by default. Encoders: BertModel /
  *     RobertaModel with the pooler (add_pooling_layer=True): embeddings (word, position, token type,
@@ -32,8 +32,9 @@ import { formatKeyPath, keyRange } from './config/yaml_positions';
 import type { KeyPath } from './config/yaml_positions';
 import { readModelConfig } from './io/model_config';
 import { keyMatches, resolveTargets } from './loraxs/targets';
-import { countParameters, openCheckpoint } from './io/checkpoint';
+import { countParameters, openCheckpoint } from './io/model_folder';
 import { useLiteLinearModules, useLiteParamCount } from './models/use_lite_layout';
+import type { ModuleTypeParams, ParamsReport, TrainingMemoryEstimate } from './records';
 
 /** What computeParams needs: a parsed RunConfig, or just the model folder and adapter settings. */
 export interface ParamsInput {
@@ -58,52 +59,8 @@ export interface ParamsOverrides {
   maxLength?: number;
 }
 
-/** One target key's share: the modules whose longest matching key it is. */
-export interface ModuleTypeParams {
-  count: number;
-  /** Distinct ranks of these modules, ascending. */
-  ranks: number[];
-  loraxs: number;
-  lora: number;
-  vera: number;
-  /** Distinct [d_out, d_in] of these modules. */
-  dims: Array<[number, number]>;
-}
 
-/** The estimate behind trainingMemoryBytes (see estimateTrainingMemory). */
-export interface TrainingMemoryEstimate {
-  batchSize: number;
-  maxLength: number;
-  weightsBytes: number;
-  factorBytes: number;
-  trainableStateBytes: number;
-  activationBytes: number;
-  totalBytes: number;
-}
 
-export interface ParamsReport {
-  /** Number of adapted modules. */
-  modules: number;
-  /** Σ r². */
-  loraxs: number;
-  /** Σ r (d_in + d_out). */
-  lora: number;
-  /** Σ (d_out + r). */
-  vera: number;
-  /** Unique parameters of the base model, tied weights counted once. */
-  baseParams: number;
-  /** 4 · Σ r². */
-  adapterBytes: number;
-  /** Where baseParams comes from. */
-  baseParamsFrom: 'safetensors' | 'config.json';
-  modelType: string;
-  /** The targets used (the config's, the override, or the family's default). */
-  targets: string[];
-  /** Per target key, in `targets` order. */
-  perModuleType: Record<string, ModuleTypeParams>;
-  trainingMemoryBytes: number;
-  trainingMemory: TrainingMemoryEstimate;
-}
 
 /** An adapted module with the key that claimed it and its rank. */
 export interface AdaptedModule extends LinearModule {

@@ -1,17 +1,11 @@
 /**
  * Every custom request and notification between the extension and the sidecar, and every message between
  * the extension and its webviews. Both ends import these objects; no method string is typed elsewhere.
- * Imports only vscode-languageserver-protocol types, so neither side pulls in the other's runtime.
+ * Imports only vscode-languageserver-protocol and the record types (records.ts), so neither side pulls in
+ * the other's runtime, and the extension and the webviews never see engine code.
  */
 import { NotificationType, RequestType } from 'vscode-languageserver-protocol';
-import type { EvalRecord, StepRecord } from './engine/events';
-import type { ExportFormat } from './engine/export_run';
-import type { ParamsReport } from './params';
-import type { AnalysisRequest } from './analysis/analysis_options';
-import type { AnalysisReport } from './analysis/analysis_run';
-import type { AblationReport, AblationRow, AnalysisKind } from './analysis/ablation_results';
-import type { InitReport, InitRun } from './analysis/init_comparison';
-import type { SpectraReport } from './analysis/spectra';
+import type { AblationReport, AnalysisKind, AnalysisReport, AnalysisRequest, ExportFormat, InitReport, JobEvent, MetricsRecord, ParamsReport, SpectraReport, TrainResult } from './records';
 
 /** Sidecar health, shown in the status bar (server -> client). */
 export namespace StatusNotification {
@@ -37,22 +31,8 @@ export namespace TrainRequest {
     /** The id progress notifications carry; default: `<config name>-<time>`. */
     runId?: string;
   }
-  export interface Result {
-    runId: string;
-    output: string;
-    adapterDir: string;
-    steps: number;
-    cancelled: boolean;
-    best: EvalRecord | null;
-    /** Updates the full run would make. */
-    totalSteps: number;
-    /** LoRA-XS parameters (Σ r²) plus the task head's. */
-    trainableParams: number;
-    adapterParams: number;
-    /** Size of adapter.safetensors (0 when none was written). */
-    adapterBytes: number;
-    seconds: number;
-  }
+  /** The engine's TrainResult and the run's id. */
+  export type Result = TrainResult & { runId: string };
   export const type = new RequestType<Params, Result, void>(method);
 }
 
@@ -71,20 +51,10 @@ export namespace CancelTrainingRequest {
 /** Progress of a run (server -> client), forwarded to the training panel. */
 export namespace TrainProgressNotification {
   export const method = 'loraxs/trainProgress';
-  export type Params =
-    | { runId: string; kind: 'step'; record: StepRecord }
-    | { runId: string; kind: 'eval'; record: EvalRecord; best: boolean }
-    | { runId: string; kind: 'log'; message: string }
-    | { runId: string; kind: 'phase'; phase: string; done: number; total: number };
+  /** A JobEvent of the run (train, merge or export) with its id, as the job runner emitted it. */
+  export type Params = JobEvent & { runId: string };
   export const type = new NotificationType<Params>(method);
 }
-
-/** Messages from the extension to the training panel (webview). */
-export type TrainingPanelMessage =
-  | { type: 'reset'; runId: string; title: string; output?: string }
-  | { type: 'step'; runId: string; record: StepRecord }
-  | { type: 'eval'; runId: string; record: EvalRecord; best: boolean }
-  | { type: 'done'; runId: string; summary: Record<string, string | number> };
 
 // ---------------------------------------------------------------------------------------------------
 // Added with the language server (issue 4).
@@ -128,8 +98,6 @@ export namespace ParamsRequest {
   export const type = new RequestType<Params, Result, void>(method);
 }
 
-/** One line of `<output>/metrics.jsonl`: an update, or an evaluation (`baseline` at step 0, before training). */
-export type MetricsRecord = StepRecord | (EvalRecord & { baseline?: boolean });
 
 /** The records of `<output>/metrics.jsonl`, so the training panel can rebuild after a reload (client -> server). */
 export namespace ReadMetricsRequest {
@@ -189,34 +157,20 @@ export namespace ExportRequest {
 // ---------------------------------------------------------------------------------------------------
 // Added with the extension client (issue 4): the rest of the training panel's messages.
 
-/** What a finished run's summary shows (extension -> training panel). */
-export interface TrainingRunSummary {
-  trainableParams: number;
-  adapterParams: number;
-  adapterBytes: number;
-  steps: number;
-  totalSteps: number;
-  seconds: number;
-  cancelled: boolean;
-  output: string;
-  adapterDir: string;
-  /** The best evaluation's metrics, when the run evaluated. */
-  best: Record<string, number> | null;
-}
-
 /**
- * More messages from the extension to the training panel:
+ * Messages from the extension to the training panel:
+ * - `reset`: a new live run (its progress follows as `progress`).
+ * - `progress`: a progress notification of that run, passed on as it came.
  * - `load`: a run rebuilt from its metrics.jsonl (after a window reload, or "Show Training Results");
  *   replaces what the panel holds for that run.
- * - `phase`: a long phase (loading, SVD, evaluation) advanced.
- * - `finished`: the run ended; the panel shows its summary.
+ * - `finished`: the run ended; the panel shows its result.
  * - `failed`: the run stopped with an error (`file:line:col: message`).
  */
 export type TrainingPanelUpdate =
-  | TrainingPanelMessage
+  | { type: 'reset'; runId: string; title: string; output?: string }
+  | { type: 'progress'; progress: TrainProgressNotification.Params }
   | { type: 'load'; runId: string; title: string; output: string; records: MetricsRecord[] }
-  | { type: 'phase'; runId: string; phase: string; done: number; total: number }
-  | { type: 'finished'; runId: string; summary: TrainingRunSummary }
+  | { type: 'finished'; runId: string; result: TrainRequest.Result }
   | { type: 'failed'; runId: string; message: string };
 
 /** Messages from the training panel to the extension: it has loaded (and restored its state). */
@@ -246,15 +200,8 @@ export namespace AblateRequest {
 /** Progress of an analysis (server -> client), forwarded to the analysis panel. */
 export namespace AblateProgressNotification {
   export const method = 'loraxs/ablateProgress';
-  export type Params =
-    | { jobId: string; kind: 'phase'; phase: string; done: number; total: number }
-    | { jobId: string; kind: 'log'; message: string }
-    /** One measured ablation cell (retention, delta). */
-    | { jobId: string; kind: 'row'; row: AblationRow }
-    /** One finished comparison training (init). */
-    | { jobId: string; kind: 'run'; run: InitRun }
-    /** An evaluation inside a comparison training (init), for live curves. */
-    | { jobId: string; kind: 'eval'; record: EvalRecord };
+  /** A JobEvent of the analysis (phase, log, row, run, eval) with its id. */
+  export type Params = JobEvent & { jobId: string };
   export const type = new NotificationType<Params>(method);
 }
 

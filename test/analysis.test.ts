@@ -6,8 +6,8 @@
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import * as tf from '../sidecar/tf';
-import { initBackend } from '../sidecar/backend';
+import * as tf from '../sidecar/backend/tf';
+import { initBackend } from '../sidecar/backend/choice';
 import { Rng } from '../sidecar/rng';
 import { keptRange } from '../sidecar/analysis/spectrum_regions';
 import { cachedExactSvd } from '../sidecar/analysis/exact_svd_cache';

@@ -7,14 +7,14 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { initBackend } from '../sidecar/backend';
+import { initBackend } from '../sidecar/backend/choice';
 import { loadConfig } from '../sidecar/config/parse';
 import { runAnalysis } from '../sidecar/analysis/analysis_run';
 import { median } from '../sidecar/analysis/init_comparison';
-import type { InitReport } from '../sidecar/analysis/init_comparison';
-import { COMMANDS } from '../sidecar/cli_commands';
+import { COMMANDS } from '../sidecar/cli/commands';
 import { makeWorkspace } from './workspace';
 import { tempDir } from './paths';
+import type { InitReport } from '../sidecar/records';
 
 process.env.LORAXS_CACHE_DIR ??= tempDir('loraxs-cache-');
 

@@ -8,8 +8,8 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { AblateProgressNotification, AblateRequest, CancelAblationRequest, ReadAnalysisRequest, StatusNotification } from '../sidecar/protocol';
-import type { AblationReport } from '../sidecar/analysis/ablation_results';
 import { GOOD_CONFIG, makeWorkspace, sidecarBundle, withSidecar } from './lsp_harness';
+import type { AblationReport } from '../sidecar/records';
 
 const noBundle = fs.existsSync(sidecarBundle) ? false : `skipped: ${sidecarBundle} is absent (run npm run build)`;
 

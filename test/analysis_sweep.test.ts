@@ -9,17 +9,16 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '../sidecar/tf';
-import { initBackend } from '../sidecar/backend';
+import * as tf from '../sidecar/backend/tf';
+import { initBackend } from '../sidecar/backend/choice';
 import { loadConfig } from '../sidecar/config/parse';
-import { openModelSession } from '../sidecar/engine/model_session';
-import { readExamples } from '../sidecar/engine/run_data';
+import { openModelSession } from '../sidecar/session/model_session';
+import { readExamples } from '../sidecar/session/run_data';
 import { evaluate } from '../sidecar/train/evaluation';
 import { runAnalysis } from '../sidecar/analysis/analysis_run';
-import type { AblationReport } from '../sidecar/analysis/ablation_results';
-import type { SpectraReport } from '../sidecar/analysis/spectra';
 import { makeWorkspace } from './workspace';
 import { tempDir } from './paths';
+import type { AblationReport, SpectraReport } from '../sidecar/records';
 
 process.env.LORAXS_CACHE_DIR ??= tempDir('loraxs-cache-');
 

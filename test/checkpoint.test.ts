@@ -2,13 +2,13 @@ import { test, before } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '../sidecar/tf';
-import { initBackend } from '../sidecar/backend';
+import * as tf from '../sidecar/backend/tf';
+import { initBackend } from '../sidecar/backend/choice';
 import { LoraxsError } from '../sidecar/errors';
 import { Rng } from '../sidecar/rng';
 import {
   assertFitsBackend, canonicalName, checkpointFingerprint, countParameters, float32Bytes, loadWeights, openCheckpoint,
-} from '../sidecar/io/checkpoint';
+} from '../sidecar/io/model_folder';
 import { bf16ArrayToFloat32, f16ArrayToFloat32 } from '../sidecar/io/float16';
 import { parseModelConfig } from '../sidecar/io/model_config';
 import { float32ToDtype, readSafetensorsHeader, writeSafetensors, type TensorToWrite } from '../sidecar/io/safetensors';

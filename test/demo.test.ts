@@ -11,7 +11,7 @@ import { runDemo, demoReport, type DemoSummary } from '../sidecar/demo/demo';
 import { findUseLitePackage } from '../sidecar/importers/use_lite_source';
 import { findSpamAssassin } from '../sidecar/demo/spam_data';
 import { loadConfig } from '../sidecar/config/parse';
-import { openCheckpoint } from '../sidecar/io/checkpoint';
+import { openCheckpoint } from '../sidecar/io/model_folder';
 import { readAdapterConfig } from '../sidecar/loraxs/adapter_files';
 import { tempDir } from './paths';
 

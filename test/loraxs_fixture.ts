@@ -1,5 +1,5 @@
 /** Test helpers: a small RoBERTa-shaped set of linear modules with random weights. Not a test file itself. */
-import * as tf from '../sidecar/tf';
+import * as tf from '../sidecar/backend/tf';
 import { Rng } from '../sidecar/rng';
 import type { LinearModule, Weights } from '../sidecar/models/types';
 

@@ -12,9 +12,8 @@ import { HoverRequest } from 'vscode-languageserver-protocol/node';
 import {
   CancelTrainingRequest, ExportRequest, MergeRequest, ReadMetricsRequest, StatusNotification, TrainProgressNotification, TrainRequest,
 } from '../sidecar/protocol';
-import type { MetricsRecord } from '../sidecar/protocol';
-import type { StepRecord } from '../sidecar/engine/events';
 import { GOOD_CONFIG, makeWorkspace, withSidecar } from './lsp_harness';
+import type { MetricsRecord, StepRecord } from '../sidecar/records';
 
 test('loraxs/train runs one epoch, streams step and eval notifications, writes metrics.jsonl; readMetrics returns it', async () => {
   const ws = makeWorkspace();

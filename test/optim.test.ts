@@ -5,8 +5,8 @@
  */
 import { test, before } from 'node:test';
 import * as assert from 'node:assert/strict';
-import * as tf from '../sidecar/tf';
-import { initBackend } from '../sidecar/backend';
+import * as tf from '../sidecar/backend/tf';
+import { initBackend } from '../sidecar/backend/choice';
 import { Rng } from '../sidecar/rng';
 import { classificationLoss, causalLmLoss, regressionLoss } from '../sidecar/train/losses';
 import { createOptimizer, defaultDecays } from '../sidecar/train/optimizers';

@@ -4,8 +4,8 @@
  */
 import { test, before } from 'node:test';
 import * as assert from 'node:assert/strict';
-import * as tf from '../sidecar/tf';
-import { initBackend } from '../sidecar/backend';
+import * as tf from '../sidecar/backend/tf';
+import { initBackend } from '../sidecar/backend/choice';
 import { Rng } from '../sidecar/rng';
 import { exactSvd } from '../sidecar/loraxs/exact_svd';
 import { randomizedSvd, truncateExact } from '../sidecar/loraxs/svd';

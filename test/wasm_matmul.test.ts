@@ -6,10 +6,10 @@
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import * as tf from '../sidecar/tf';
-import { initBackend } from '../sidecar/backend';
+import * as tf from '../sidecar/backend/tf';
+import { initBackend } from '../sidecar/backend/choice';
 import { Rng } from '../sidecar/rng';
-import { wasmMatMulPatched } from '../sidecar/wasm_matmul';
+import { wasmMatMulPatched } from '../sidecar/backend/wasm_matmul';
 
 const CASES: Array<[number[], number[], boolean, boolean]> = [
   [[5, 7], [7, 3], false, false], [[5, 7], [3, 7], false, true], [[7, 5], [7, 3], true, false], [[7, 5], [3, 7], true, true],

@@ -1,5 +1,5 @@
 /**
- * Multi-threaded wasm (sidecar/wasm_threads.ts): the thread count a user asks for, the backend set-up
+ * Multi-threaded wasm (sidecar/backend/wasm_threads.ts): the thread count a user asks for, the backend set-up
  * using it, and a process on threaded wasm ending by itself (the pool's workers must not keep it alive).
  * Numbers on the threaded backend are checked by every other test (they run on the default backend,
  * which is threaded on a machine with two or more cores) and by wasm_matmul.test.ts against tfjs's cpu.
@@ -9,10 +9,10 @@ import * as assert from 'node:assert/strict';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { initBackend } from '../sidecar/backend';
+import { initBackend } from '../sidecar/backend/choice';
 import * as fs from 'node:fs';
-import { MAX_WASM_THREADS, THREADED_FACTORY_FILE, THREADED_WORKER_FILE, threadedWasmUnavailable, wasmThreadsWanted } from '../sidecar/wasm_threads';
-import { wasmDirectory } from '../sidecar/backend';
+import { MAX_WASM_THREADS, THREADED_FACTORY_FILE, THREADED_WORKER_FILE, threadedWasmUnavailable, wasmThreadsWanted } from '../sidecar/backend/wasm_threads';
+import { wasmDirectory } from '../sidecar/backend/choice';
 import { repoRoot } from './paths';
 
 test('LORAXS_WASM_THREADS sets the thread count, capped at the worker pool; bad values are refused by name', () => {

@@ -8,13 +8,9 @@
  * from configs, models and data is set with textContent, never parsed as HTML.
  */
 import type { AnalysisPanelMessage, AnalysisPanelRequest, ReadAnalysisRequest } from '../sidecar/protocol';
-import type { AblationReport, AblationRow, AnalysisKind } from '../sidecar/analysis/ablation_results';
-import type { InitReport, InitRun } from '../sidecar/analysis/init_comparison';
-import type { SpectraReport } from '../sidecar/analysis/spectra';
-import type { AnalysisRequest } from '../sidecar/analysis/analysis_options';
-import type { Region } from '../sidecar/analysis/spectrum_regions';
 import { Chart, PALETTE, cssVar, el, vscodeApi } from './panel_kit';
 import './analysis_panel.css';
+import type { AblationReport, AblationRow, AnalysisKind, AnalysisRequest, InitReport, InitRun, Region, SpectraReport } from '../sidecar/records';
 
 type Reports = Omit<ReadAnalysisRequest.Result, 'dir'>;
 

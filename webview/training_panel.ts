@@ -7,133 +7,14 @@
  * a window reload (the serializer hands the state back; the extension then reloads metrics.jsonl).
  * Everything from configs, models and data is set with textContent, never parsed as HTML.
  */
-import type { MetricsRecord, TrainingPanelRequest, TrainingPanelUpdate, TrainingRunSummary } from '../sidecar/protocol';
-import type { EvalRecord, StepRecord } from '../sidecar/engine/events';
+import type { TrainRequest, TrainingPanelRequest, TrainingPanelUpdate } from '../sidecar/protocol';
+import { applyUpdate, emptyState, type PanelState, type RunView } from './training_runs';
 import { Chart, PALETTE, cssVar, el, vscodeApi } from './panel_kit';
 import './training_panel.css';
-
-interface EvalView {
-  record: EvalRecord;
-  best: boolean;
-}
-
-interface RunView {
-  runId: string;
-  title: string;
-  output?: string;
-  steps: StepRecord[];
-  evals: EvalView[];
-  /** Arrival time (ms) of the first and the latest update while live, for the ETA. */
-  firstStepAt?: number;
-  lastStepAt?: number;
-  phase?: string;
-  summary?: TrainingRunSummary;
-  error?: string;
-}
-
-interface PanelState {
-  runs: RunView[];
-}
+import type { StepRecord } from '../sidecar/records';
 
 const vscode = vscodeApi<TrainingPanelRequest, PanelState>();
-const state: PanelState = vscode.getState() ?? { runs: [] };
-
-// ---------------------------------------------------------------------------------------------------
-// Applying messages
-
-function runOf(runId: string, title?: string): RunView {
-  let run = state.runs.find((r) => r.runId === runId);
-  if (!run) {
-    run = { runId, title: title ?? runId, steps: [], evals: [] };
-    state.runs.push(run);
-  }
-  if (title) run.title = title;
-  return run;
-}
-
-/** Marks the best evaluation of a run from metrics.jsonl: the last eval the engine flagged, else none. */
-function evalsFromRecords(records: MetricsRecord[]): EvalView[] {
-  return records.filter((r): r is EvalRecord & { baseline?: boolean } => 'eval' in r).map((record) => ({ record, best: false }));
-}
-
-function apply(m: TrainingPanelUpdate): void {
-  switch (m.type) {
-    case 'reset': {
-      const run = runOf(m.runId, m.title);
-      run.steps = [];
-      run.evals = [];
-      run.summary = undefined;
-      run.error = undefined;
-      run.phase = 'starting';
-      if (m.output) run.output = m.output;
-      run.firstStepAt = run.lastStepAt = undefined;
-      break;
-    }
-    case 'load': {
-      const run = runOf(m.runId, m.title);
-      run.output = m.output;
-      run.steps = m.records.filter((r): r is StepRecord => 'loss' in r);
-      run.evals = evalsFromRecords(m.records);
-      markBestByFirstMetric(run);
-      run.phase = undefined;
-      break;
-    }
-    case 'step': {
-      const run = runOf(m.runId);
-      const now = Date.now();
-      run.firstStepAt ??= now;
-      run.lastStepAt = now;
-      // A resumed run, or records already loaded from metrics.jsonl, may overlap: keep the newest.
-      while (run.steps.length && run.steps[run.steps.length - 1].step >= m.record.step) run.steps.pop();
-      run.steps.push(m.record);
-      run.phase = undefined;
-      break;
-    }
-    case 'eval': {
-      const run = runOf(m.runId);
-      if (m.best) for (const e of run.evals) e.best = false;
-      run.evals = run.evals.filter((e) => e.record.step !== m.record.step);
-      run.evals.push({ record: m.record, best: m.best });
-      break;
-    }
-    case 'phase':
-      runOf(m.runId).phase = `${m.phase} ${m.done}/${m.total}`;
-      break;
-    case 'done':
-      break;
-    case 'finished': {
-      const run = runOf(m.runId);
-      run.summary = m.summary;
-      run.output = m.summary.output;
-      run.phase = undefined;
-      break;
-    }
-    case 'failed': {
-      const run = runOf(m.runId);
-      run.error = m.message;
-      run.phase = undefined;
-      break;
-    }
-  }
-}
-
-/**
- * After a reload the best flags are not in metrics.jsonl: take the evaluation (after the baseline) with
- * the highest accuracy / lowest loss-like first metric.
- */
-function markBestByFirstMetric(run: RunView): void {
-  const trained = run.evals.filter((e) => e.record.step > 0);
-  if (!trained.length) return;
-  const key = Object.keys(trained[0].record.eval)[0];
-  if (key === undefined) return;
-  const lowerIsBetter = /loss|perplexity|mse|mae|error/i.test(key);
-  let best = trained[0];
-  for (const e of trained) {
-    const v = e.record.eval[key];
-    if (lowerIsBetter ? v < best.record.eval[key] : v > best.record.eval[key]) best = e;
-  }
-  best.best = true;
-}
+const state: PanelState = vscode.getState() ?? emptyState();
 
 // ---------------------------------------------------------------------------------------------------
 // Drawing
@@ -214,9 +95,9 @@ function evalTable(run: RunView): HTMLTableElement {
   return table;
 }
 
-function summaryBox(s: TrainingRunSummary): HTMLElement {
+function summaryBox(s: TrainRequest.Result): HTMLElement {
   const box = el('div', { cls: 'summary' });
-  box.dataset.finalMetric = s.best ? Object.entries(s.best).map(([k, v]) => `${k}=${v}`).join(',') : '';
+  box.dataset.finalMetric = s.best ? Object.entries(s.best.eval).map(([k, v]) => `${k}=${v}`).join(',') : '';
   box.append(el('h3', { text: s.cancelled ? 'Cancelled (checkpoint saved: Resume Training continues it)' : 'Finished' }));
   const rows: Array<[string, string]> = [
     ['updates', `${s.steps.toLocaleString('en-US')} of ${s.totalSteps.toLocaleString('en-US')}`],
@@ -224,7 +105,7 @@ function summaryBox(s: TrainingRunSummary): HTMLElement {
     ['trainable parameters', `${s.trainableParams.toLocaleString('en-US')} (LoRA-XS R: ${s.adapterParams.toLocaleString('en-US')})`],
     ['adapter size', bytes(s.adapterBytes)],
   ];
-  if (s.best) for (const [k, v] of Object.entries(s.best)) rows.push([`best ${k}`, fmt(v)]);
+  if (s.best) for (const [k, v] of Object.entries(s.best.eval)) rows.push([`best ${k}`, fmt(v)]);
   rows.push(['output', s.output], ['adapter', s.adapterDir]);
   const table = el('table');
   for (const [k, v] of rows) {
@@ -295,7 +176,7 @@ function scheduleRender(): void {
 window.addEventListener('message', (e: MessageEvent<TrainingPanelUpdate>) => {
   const m = e.data;
   if (!m || typeof m !== 'object' || typeof (m as { type?: unknown }).type !== 'string') return;
-  apply(m);
+  applyUpdate(state, m, Date.now());
   scheduleRender();
 });
 

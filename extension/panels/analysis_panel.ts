@@ -11,8 +11,8 @@ import * as vscode from 'vscode';
 import { panelHtml } from './webview_html';
 import { AblateProgressNotification, AblateRequest, CancelAblationRequest, ReadAnalysisRequest } from '../../sidecar/protocol';
 import type { AnalysisPanelMessage, AnalysisPanelRequest } from '../../sidecar/protocol';
-import type { AnalysisRequest } from '../../sidecar/analysis/analysis_options';
 import type { SidecarClient } from '../client';
+import type { AnalysisRequest } from '../../sidecar/records';
 
 /** What the panel remembers across a window reload (the webview's state holds it too). */
 interface SavedState {

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { panelHtml } from './webview_html';
 import { ReadMetricsRequest } from '../../sidecar/protocol';
-import type { TrainingPanelRequest, TrainingPanelUpdate, TrainingRunSummary } from '../../sidecar/protocol';
+import type { TrainRequest, TrainingPanelRequest, TrainingPanelUpdate } from '../../sidecar/protocol';
 import type { SidecarClient } from '../client';
 
 /** Messages kept for a page that is loading or hidden; beyond this the oldest steps are dropped. */
@@ -66,10 +66,7 @@ export class TrainingPanel implements vscode.Disposable {
         if (!panel.visible) this.ready = false;
       }),
       client.onProgress((p) => {
-        if (!this.live.has(p.runId)) return;
-        if (p.kind === 'step') this.post({ type: 'step', runId: p.runId, record: p.record });
-        else if (p.kind === 'eval') this.post({ type: 'eval', runId: p.runId, record: p.record, best: p.best });
-        else if (p.kind === 'phase') this.post({ type: 'phase', runId: p.runId, phase: p.phase, done: p.done, total: p.total });
+        if (this.live.has(p.runId) && (p.kind === 'step' || p.kind === 'eval' || p.kind === 'phase')) this.post({ type: 'progress', progress: p });
       }),
     );
   }
@@ -80,13 +77,15 @@ export class TrainingPanel implements vscode.Disposable {
     this.post({ type: 'reset', runId, title, output });
   }
 
-  finishRun(runId: string, summary: TrainingRunSummary): void {
+  finishRun(runId: string, result: TrainRequest.Result): void {
     this.live.delete(runId);
-    this.post({ type: 'finished', runId, summary });
+    this.post({ type: 'finished', runId, result });
   }
 
-  failRun(runId: string, message: string): void {
+  /** A run that failed; `titleIfNotStarted` names one that failed before it started (a config error). */
+  failRun(runId: string, message: string, titleIfNotStarted?: string): void {
     this.live.delete(runId);
+    if (titleIfNotStarted) this.post({ type: 'reset', runId, title: titleIfNotStarted });
     this.post({ type: 'failed', runId, message });
   }
 
@@ -101,7 +100,7 @@ export class TrainingPanel implements vscode.Disposable {
     if (!this.ready) {
       // Until the page has loaded (or while it is hidden, torn down), messages wait; the page replays them.
       this.queue.push(m);
-      const oldestStep = this.queue.length > MAX_QUEUE ? this.queue.findIndex((q) => q.type === 'step') : -1;
+      const oldestStep = this.queue.length > MAX_QUEUE ? this.queue.findIndex((q) => q.type === 'progress' && q.progress.kind === 'step') : -1;
       if (oldestStep >= 0) this.queue.splice(oldestStep, 1);
       return;
     }

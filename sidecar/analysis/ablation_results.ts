@@ -5,42 +5,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic_write';
-import type { Region } from './spectrum_regions';
+import type { AblationReport, AnalysisKind } from '../records';
 
-export type AblationKind = 'retention' | 'delta';
-export type AnalysisKind = AblationKind | 'init' | 'spectra';
 
-/** One ablation: a module type (all its layers at once when `layer` is null), a region and a fraction. */
-export interface AblationRow {
-  module: string;
-  layer: number | null;
-  region: Region;
-  fraction: number;
-  value: number;
-}
 
-export interface AblationReport {
-  kind: AblationKind;
-  /** The task metric evaluated (`accuracy`, `pearson`, `loss`). */
-  metric: string;
-  higherIsBetter: boolean;
-  /** The metric of the unablated model under study. */
-  baseline: number;
-  model: string;
-  adapter: string | null;
-  /** delta: the base model ΔW is taken against. */
-  base: string | null;
-  /** Validation examples each value is measured on. */
-  evalExamples: number;
-  modules: string[];
-  layers: number[];
-  fractions: number[];
-  regions: Region[];
-  results: AblationRow[];
-  /** True when the sweep was cancelled: `results` holds what was done. */
-  cancelled: boolean;
-  seconds: number;
-}
 
 /** The analysis folder of a run's output. */
 export function analysisDir(output: string): string {

@@ -5,12 +5,12 @@
  * evaluated once per view. Every value is cached as soon as it is measured (ablation_results.ts
  * CellCache), so a cancelled sweep resumes where it stopped; cancelling is checked before each evaluation.
  */
-import * as tf from '../tf';
-import type { EngineEvents } from '../engine/events';
+import * as tf from '../backend/tf';
 import type { ModuleGroup } from './module_groups';
 import type { Region } from './spectrum_regions';
 import type { StudyModel } from './study_model';
-import { CellCache, type AblationRow } from './ablation_results';
+import { CellCache } from './ablation_results';
+import type { AblationRow, EngineEvents } from '../records';
 
 /** Engine events plus one per measured row (streamed to the analysis panel). */
 export interface AnalysisEvents extends EngineEvents {

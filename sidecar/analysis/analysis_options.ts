@@ -7,27 +7,8 @@ import type { ParsedConfig } from '../config/parse';
 import type { InitKind } from '../config/types';
 import { LoraxsError } from '../errors';
 import { REGIONS, type Region } from './spectrum_regions';
-import type { AnalysisKind } from './ablation_results';
+import type { AnalysisKind, AnalysisRequest } from '../records';
 
-export interface AnalysisRequest {
-  kind: AnalysisKind;
-  /** A saved adapter: merged into the model under study (retention, spectra) or giving ΔW (delta). */
-  adapterDir?: string;
-  /** delta: the base model ΔW is taken against (default: the config's model, with --adapter). */
-  baseDir?: string;
-  fractions?: number[];
-  regions?: Region[];
-  perLayer?: boolean;
-  evalLimit?: number;
-  /** init: seeds per setting. */
-  seeds?: number;
-  /** init: initialisations compared (default svd, random, svd-of-random). */
-  inits?: InitKind[];
-  /** init: ranks compared (default the config's). */
-  ranks?: number[];
-  /** Module types (target keys) studied; default the config's adapter.targets. */
-  targets?: string[];
-}
 
 /** The request with every default filled in. */
 export interface ResolvedAnalysis {

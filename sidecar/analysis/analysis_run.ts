@@ -4,15 +4,14 @@
  * Results go to `<output>/analysis/<kind>.json` and `.csv`.
  */
 import type { ParsedConfig } from '../config/parse';
-import { resolveAnalysis, type AnalysisRequest } from './analysis_options';
+import { resolveAnalysis } from './analysis_options';
 import { runRetention } from './retention_run';
 import { runDelta } from './delta_run';
-import { runSpectra, type SpectraReport } from './spectra';
-import { runInitComparison, type InitEvents, type InitReport } from './init_comparison';
+import { runSpectra } from './spectra';
+import { runInitComparison, type InitEvents } from './init_comparison';
 import type { AnalysisEvents, CancelSignal } from './ablation_sweep';
-import type { AblationReport } from './ablation_results';
+import type { AnalysisReport, AnalysisRequest } from '../records';
 
-export type AnalysisReport = AblationReport | InitReport | SpectraReport;
 
 export type AnalysisRunEvents = AnalysisEvents & InitEvents;
 

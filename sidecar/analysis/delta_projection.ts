@@ -6,7 +6,7 @@
  * directions past min(m, n) (σ = 0) sit at the bottom, in the deterministic order of
  * orthonormal_completion.ts. f = 1 gives ΔW back; f = 0 gives 0.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import type { DenseSvd } from '../loraxs/exact_svd';
 import { completeBasis } from './orthonormal_completion';
 import { keptRange, type Region } from './spectrum_regions';

@@ -6,18 +6,19 @@
  * `--base DIR` is its base. The ablated module's weight is W_base + ΔW_approx; every other module keeps
  * its fine-tuned weight, so fraction 1 is the fine-tuned model and fraction 0 puts the base weight back.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { LoraxsError } from '../errors';
 import type { RunConfig } from '../config/types';
 import type { Weights } from '../models/types';
-import { openCheckpoint, loadWeights } from '../io/checkpoint';
+import { openCheckpoint, loadWeights } from '../io/model_folder';
 import { groupModules } from './module_groups';
 import { openStudyModel } from './study_model';
 import { cachedExactSvd } from './exact_svd_cache';
 import { fullBases, projectDelta, type FullBases } from './delta_projection';
 import { runSweep, type AnalysisEvents, type CancelSignal, type PreparedGroup } from './ablation_sweep';
-import { CellCache, writeAblationReport, type AblationReport } from './ablation_results';
+import { CellCache, writeAblationReport } from './ablation_results';
 import type { ResolvedAnalysis } from './analysis_options';
+import type { AblationReport } from '../records';
 
 export async function runDelta(config: RunConfig, a: ResolvedAnalysis, events: AnalysisEvents = {}, signal?: CancelSignal): Promise<AblationReport> {
   const t0 = performance.now();

@@ -13,57 +13,14 @@ import { writeJsonAtomic } from '../io/atomic_write';
 import { runTraining } from '../train/loop';
 import { readMetricsLog } from '../train/metrics_log';
 import { bestMetricOf, isBetter } from '../train/evaluation';
-import type { EngineEvents, EvalRecord } from '../engine/events';
 import { toCsv, writeReport } from './ablation_results';
 import type { CancelSignal } from './ablation_sweep';
 import type { ResolvedAnalysis } from './analysis_options';
+import type { CurvePoint, EngineEvents, EvalRecord, InitReport, InitRun, InitSummary } from '../records';
 
-export interface CurvePoint {
-  step: number;
-  epoch: number;
-  value: number;
-}
 
-export interface InitRun {
-  init: InitKind;
-  rank: number;
-  seed: number;
-  output: string;
-  /** Validation metric after each evaluation; the first point (step 0) is before training. */
-  curve: CurvePoint[];
-  best: number | null;
-  bestEpoch: number | null;
-  after1: number | null;
-  after2: number | null;
-}
 
-export interface InitSummary {
-  init: InitKind;
-  rank: number;
-  runs: number;
-  bestMedian: number | null;
-  bestStd: number | null;
-  after1Median: number | null;
-  after1Std: number | null;
-  after2Median: number | null;
-  after2Std: number | null;
-}
 
-export interface InitReport {
-  kind: 'init';
-  metric: string;
-  higherIsBetter: boolean;
-  /** Median step-0 metric over all runs (before any update). */
-  baseline: number | null;
-  model: string;
-  inits: InitKind[];
-  ranks: number[];
-  seeds: number[];
-  runs: InitRun[];
-  results: InitSummary[];
-  cancelled: boolean;
-  seconds: number;
-}
 
 export interface InitEvents extends EngineEvents {
   /** A run finished (or was found finished). */

@@ -4,7 +4,7 @@
  * untouched. Fraction 1 is W itself (the original tensor, not a reconstruction); fraction 0 is a zero
  * weight.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import type { DenseSvd } from '../loraxs/exact_svd';
 import { keptRange, type Region } from './spectrum_regions';
 import { partialReconstruction, type SvdTensors } from './svd_tensors';

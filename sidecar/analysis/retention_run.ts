@@ -2,7 +2,7 @@
  * `loraxs ablate --kind retention`: the singular-value retention sweep over the config's module types on
  * the model under study (study_model.ts), with exact SVDs from the on-disk cache.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import type { RunConfig } from '../config/types';
 import { groupModules } from './module_groups';
 import { openStudyModel } from './study_model';
@@ -10,8 +10,9 @@ import { cachedExactSvd } from './exact_svd_cache';
 import { svdTensors, type SvdTensors } from './svd_tensors';
 import { retainedWeight } from './retention';
 import { runSweep, type AnalysisEvents, type CancelSignal, type PreparedGroup } from './ablation_sweep';
-import { CellCache, writeAblationReport, type AblationReport } from './ablation_results';
+import { CellCache, writeAblationReport } from './ablation_results';
 import type { ResolvedAnalysis } from './analysis_options';
+import type { AblationReport } from '../records';
 
 export async function runRetention(config: RunConfig, a: ResolvedAnalysis, events: AnalysisEvents = {}, signal?: CancelSignal): Promise<AblationReport> {
   const t0 = performance.now();

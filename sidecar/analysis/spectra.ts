@@ -3,9 +3,9 @@
  * spectrum's energy Σ_{i<r} σ_i² / Σ σ_i² the configured rank r keeps, and, for a trained adapter,
  * ‖ΔW‖_F / ‖W‖_F per module (ΔW = (α/r) U_r R Σ_r V_rᵀ).
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import type { RunConfig } from '../config/types';
-import { openModelSession } from '../engine/model_session';
+import { openModelSession } from '../session/model_session';
 import { readAdapterConfig } from '../loraxs/adapter_files';
 import { deltaWeight } from '../loraxs/merge';
 import { rankFor } from '../loraxs/targets';
@@ -14,34 +14,9 @@ import { cachedExactSvd } from './exact_svd_cache';
 import { toCsv, writeReport } from './ablation_results';
 import type { AnalysisEvents, CancelSignal } from './ablation_sweep';
 import type { ResolvedAnalysis } from './analysis_options';
+import type { SpectraReport, SpectrumEntry } from '../records';
 
-export interface SpectrumEntry {
-  /** Module type (target key). */
-  module: string;
-  name: string;
-  layer: number | null;
-  outFeatures: number;
-  inFeatures: number;
-  /** The rank the config (or the adapter) gives this module. */
-  rank: number;
-  /** Σ_{i<rank} σ_i² / Σ σ_i² */
-  energyAtRank: number;
-  /** ‖ΔW‖_F / ‖W‖_F of the adapter, or null without one. */
-  deltaRatio: number | null;
-  /** Descending. */
-  singularValues: number[];
-}
 
-export interface SpectraReport {
-  kind: 'spectra';
-  model: string;
-  adapter: string | null;
-  modules: string[];
-  layers: number[];
-  entries: SpectrumEntry[];
-  cancelled: boolean;
-  seconds: number;
-}
 
 /** Σ_{i<r} σ_i² / Σ σ_i² (1 for an all-zero spectrum). */
 export function energyShare(s: ArrayLike<number>, r: number): number {

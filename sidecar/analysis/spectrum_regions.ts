@@ -2,7 +2,8 @@
  * Which singular directions an ablation keeps: `k = round(f · count)` of them, the first k (top), the last
  * k (bottom), or k starting at ⌊(count − k) / 2⌋ (middle), as in appendices D and E of the LoRA-XS paper.
  */
-export type Region = 'top' | 'middle' | 'bottom';
+import type { Region } from '../records';
+export type { Region };
 
 export const REGIONS: readonly Region[] = ['top', 'middle', 'bottom'];
 

@@ -9,23 +9,23 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { LoraxsError } from '../errors';
 import type { RunConfig } from '../config/types';
 import type { Example } from '../io/examples';
 import type { Weights } from '../models/types';
 import { plainContext } from '../models/plain_context';
 import { taskLogits } from '../models/task_model';
-import { openModelSession, type ModelSession } from '../engine/model_session';
-import { labelNamesOf } from '../engine/evaluate';
-import { readExamples } from '../engine/run_data';
-import type { EngineEvents } from '../engine/events';
+import { openModelSession, type ModelSession } from '../session/model_session';
+import { labelNamesOf } from '../loraxs/adapter_files';
+import { readExamples } from '../session/run_data';
 import { readAdapterConfig } from '../loraxs/adapter_files';
 import { readModelConfig } from '../io/model_config';
 import { loadTokenizer } from '../io/tokenizer';
 import { mergeWeights } from '../loraxs/merge';
 import { bestMetricOf, evaluate, isBetter } from '../train/evaluation';
 import type { ForwardInputs } from '../models/types';
+import type { EngineEvents } from '../records';
 
 export interface StudyOptions {
   /** A saved adapter merged into the model (its head is used). */

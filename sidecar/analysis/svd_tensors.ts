@@ -2,7 +2,7 @@
  * An exact SVD held as float32 tensors for fast reconstructions on the backend: the partial products
  * U[:, S] diag(σ_S) Vt[S, :] of the retention ablation.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import type { DenseSvd } from '../loraxs/exact_svd';
 import type { KeptRange } from './spectrum_regions';
 

@@ -3,7 +3,8 @@
  * against the config file's folder). Defaults are filled in by config/parse.ts; the comments give them.
  */
 export type Task = 'classification' | 'regression' | 'causal-lm';
-export type InitKind = 'svd' | 'svd-no-sigma' | 'svd-bottom' | 'random' | 'svd-of-random';
+import type { InitKind } from '../records';
+export type { InitKind };
 
 export interface DataConfig {
   train: string;

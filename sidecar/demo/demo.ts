@@ -16,12 +16,12 @@ import { parseConfigText, loadConfig } from '../config/parse';
 import type { RunConfig } from '../config/types';
 import { writeFileAtomic, writeJsonAtomic } from '../io/atomic_write';
 import { ensureUseLite } from '../importers/use_lite';
-import { runTraining, type TrainResult } from '../train/loop';
+import { runTraining } from '../train/loop';
 import { mergeRun } from '../engine/merge_run';
 import { readAdapterConfig } from '../loraxs/adapter_files';
-import type { EngineEvents } from '../engine/events';
 import { writeSpamData } from './spam_data';
 import { DEFAULT_TARGETS_BY_MODEL_TYPE } from '../config/defaults';
+import type { EngineEvents, TrainResult } from '../records';
 
 export interface DemoSettings {
   /** Training / validation emails (class-balanced). */

@@ -3,18 +3,12 @@
  */
 import { LoraxsError } from '../errors';
 import type { RunConfig } from '../config/types';
-import { readAdapterConfig } from '../loraxs/adapter_files';
+import { readAdapterConfig, labelNamesOf } from '../loraxs/adapter_files';
 import { evaluate } from '../train/evaluation';
 import type { MetricValues } from '../train/metrics';
-import { openModelSession } from './model_session';
-import { readExamples } from './run_data';
-import type { EngineEvents } from './events';
-
-/** The label names a saved adapter was trained with (id2label in index order), or null. */
-export function labelNamesOf(id2label: Record<string, string> | null): string[] | null {
-  if (!id2label) return null;
-  return Object.keys(id2label).map(Number).sort((a, b) => a - b).map((i) => id2label[String(i)]);
-}
+import { openModelSession } from '../session/model_session';
+import { readExamples } from '../session/run_data';
+import type { EngineEvents } from '../records';
 
 export async function evaluateRun(config: RunConfig, adapterDir: string, events?: EngineEvents): Promise<MetricValues> {
   const file = config.data?.validation;

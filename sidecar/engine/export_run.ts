@@ -3,12 +3,12 @@
  * adapted modules' weights of the base model, to recompute (or take from the cache) the frozen factors.
  */
 import * as path from 'node:path';
-import { initBackend } from '../backend';
-import { openCheckpoint, loadWeights, checkpointFingerprint } from '../io/checkpoint';
+import { initBackend } from '../backend/choice';
+import { openCheckpoint, loadWeights, checkpointFingerprint } from '../io/model_folder';
 import { loadAdapter } from '../loraxs/adapter_files';
 import { adapterFactors, checkBaseModel } from '../loraxs/factor_cache';
 import { exportAdapter, EXPORT_FORMATS, type ExportFormat } from '../loraxs/export';
-import type { EngineEvents } from './events';
+import type { EngineEvents } from '../records';
 
 export { EXPORT_FORMATS, type ExportFormat };
 

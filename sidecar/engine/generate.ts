@@ -3,12 +3,12 @@
  * decode(prompt ids + new ids) with special tokens skipped, since decoding only the new ids loses a
  * leading space with Llama-style decoders.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { LoraxsError } from '../errors';
 import { readAdapterConfig } from '../loraxs/adapter_files';
-import { adapterConfigOf } from './adapter_set';
-import { openModelSession } from './model_session';
-import type { EngineEvents } from './events';
+import { adapterConfigOf } from '../loraxs/adapter_set';
+import { openModelSession } from '../session/model_session';
+import type { EngineEvents } from '../records';
 
 export interface GenerateOptions {
   modelDir: string;

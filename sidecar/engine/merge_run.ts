@@ -5,17 +5,17 @@
  * tensor's bytes are copied from the source file as they are stored.
  */
 import * as path from 'node:path';
-import * as tf from '../tf';
-import { initBackend } from '../backend';
+import * as tf from '../backend/tf';
+import { initBackend } from '../backend/choice';
 import type { RunConfig } from '../config/types';
-import { openCheckpoint, loadWeights, checkpointFingerprint, parameterNames } from '../io/checkpoint';
+import { openCheckpoint, loadWeights, checkpointFingerprint, parameterNames } from '../io/model_folder';
 import { readTensorBytes } from '../io/safetensors';
 import { loadAdapter } from '../loraxs/adapter_files';
 import { adapterFactors, checkBaseModel } from '../loraxs/factor_cache';
 import { mergeWeights, type MergeableModule } from '../loraxs/merge';
 import { uploadFactors } from '../loraxs/adapted_context';
 import { writeHfModel, configForHead, type HfDtype, type TensorSource } from '../loraxs/hf_model_writer';
-import type { EngineEvents } from './events';
+import type { EngineEvents } from '../records';
 
 /** Tensors of other task heads that the merged model's task class would not load. */
 function belongsToOtherHead(name: string, task: RunConfig['task']): boolean {

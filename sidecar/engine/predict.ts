@@ -4,17 +4,17 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import type { RunConfig } from '../config/types';
 import { readAdapterConfig } from '../loraxs/adapter_files';
 import { writeFileAtomic } from '../io/atomic_write';
 import { batchIndices, makeBatch } from '../train/batching';
 import { batchInputs } from '../train/evaluation';
 import { causalLmLoss } from '../train/losses';
-import { openModelSession } from './model_session';
-import { readExamples } from './run_data';
-import { labelNamesOf } from './evaluate';
-import type { EngineEvents } from './events';
+import { openModelSession } from '../session/model_session';
+import { readExamples } from '../session/run_data';
+import { labelNamesOf } from '../loraxs/adapter_files';
+import type { EngineEvents } from '../records';
 
 export async function predictToFile(config: RunConfig, adapterDir: string, input: string, out: string | undefined, events?: EngineEvents): Promise<void> {
   const saved = readAdapterConfig(adapterDir).config;

@@ -7,7 +7,7 @@
  * update is a chain of thin products (N·r·(in + r + out) multiply-adds); ΔW (out × in) is never formed
  * while training. Only R is a variable, so gradients flow to R alone (and to the head, elsewhere).
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { assert } from '../errors';
 import { Rng } from '../rng';
 import { linearForward } from '../models/plain_context';

@@ -382,3 +382,9 @@ export function readShippedFactors(file: string, config: LoraxsAdapterConfig): M
   }
   return factors;
 }
+
+/** The label names a saved adapter was trained with (id2label in index order), or null. */
+export function labelNamesOf(id2label: Record<string, string> | null): string[] | null {
+  if (!id2label) return null;
+  return Object.keys(id2label).map(Number).sort((a, b) => a - b).map((i) => id2label[String(i)]);
+}

@@ -25,8 +25,8 @@ import { writeFolderAtomically } from './folder_swap';
 import type { Factors } from './init';
 import { keyMatches } from './targets';
 
-export type ExportFormat = 'peft-lora' | 'loraxs-official' | 'loraxs-factors';
-export const EXPORT_FORMATS: readonly ExportFormat[] = ['peft-lora', 'loraxs-official', 'loraxs-factors'];
+import { EXPORT_FORMATS, type ExportFormat } from '../records';
+export { EXPORT_FORMATS, type ExportFormat };
 
 export interface ExportInput {
   snapshot: AdapterSnapshot;

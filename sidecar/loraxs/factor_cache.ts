@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type * as tf from '../tf';
+import type * as tf from '../backend/tf';
 import { LoraxsError } from '../errors';
 import type { InitKind, SvdConfig } from '../config/types';
 import type { Weights } from '../models/types';

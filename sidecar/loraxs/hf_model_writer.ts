@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type * as tf from '../tf';
+import type * as tf from '../backend/tf';
 import { bytesToFloat32, float32ToDtype, writeSafetensorsStreaming, type Dtype, type LazyTensorToWrite } from '../io/safetensors';
 import type { ModelType } from '../models/types';
 import type { Task } from '../config/types';

@@ -18,7 +18,7 @@
  * do not depend on which other modules are adapted or in what order.
  */
 import { createHash } from 'node:crypto';
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { Rng } from '../rng';
 import type { InitKind, SvdConfig } from '../config/types';
 import { exactSvd } from './exact_svd';

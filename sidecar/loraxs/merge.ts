@@ -3,7 +3,7 @@
  * on the backend. After merging, the plain model computes what the adapted one did (up to float32
  * rounding), with no extra cost at inference.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { LoraxsError } from '../errors';
 import type { Weights } from '../models/types';
 import type { AdaptedModule } from './adapted_context';

@@ -14,7 +14,7 @@
  * The result is returned as Float32Arrays (U (m, r), S (r), Vt (r, n), row-major); the caller uploads
  * what it keeps.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { Rng } from '../rng';
 import { canonicaliseSigns, columnsToRowMajor32, orthonormalColumns } from './dense';
 import { exactSvd, type DenseSvd } from './exact_svd';

@@ -7,7 +7,8 @@ import { LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import type { CancellationToken, Connection } from 'vscode-languageserver/node';
 import type { StatusNotification } from '../protocol';
 import { startJob } from './job_worker';
-import type { JobEvent, JobSpec, RunningJob } from './job_worker';
+import type { JobSpec, RunningJob } from './job_worker';
+import type { JobEvent } from '../records';
 import { toResponseError } from './response_errors';
 
 export interface JobSlotOptions {

@@ -8,36 +8,12 @@
  * would only arrive after the run.
  */
 import { Worker, parentPort, workerData } from 'node:worker_threads';
-import { loadConfig } from '../config/parse';
-import type { EngineEvents, EvalRecord, StepRecord } from '../engine/events';
-import { mergeRun } from '../engine/merge_run';
-import { exportRun } from '../engine/export_run';
-import type { ExportFormat } from '../engine/export_run';
-import { runTraining } from '../train/loop';
-import type { TrainResult } from '../train/loop';
+import { runJob, type JobSpec } from '../engine/jobs';
 import { deserializeError, serializeError } from './response_errors';
-import { runAnalysis, type AnalysisReport } from '../analysis/analysis_run';
-import type { AnalysisRequest } from '../analysis/analysis_options';
-import type { AblationRow } from '../analysis/ablation_results';
-import type { InitRun } from '../analysis/init_comparison';
 import type { SerializedError } from './response_errors';
+import type { JobEvent, JobResult } from '../records';
 
-export type JobSpec =
-  | { kind: 'train'; configFile: string; resume: boolean }
-  | { kind: 'merge'; configFile: string; adapterDir: string; outDir: string }
-  | { kind: 'export'; adapterDir: string; modelDir?: string; format: ExportFormat; outDir: string }
-  | { kind: 'ablate'; configFile: string; request: AnalysisRequest };
-
-export type JobEvent =
-  | { kind: 'log'; message: string }
-  | { kind: 'phase'; phase: string; done: number; total: number }
-  | { kind: 'step'; record: StepRecord }
-  | { kind: 'eval'; record: EvalRecord; best: boolean }
-  | { kind: 'row'; row: AblationRow }
-  | { kind: 'run'; run: InitRun };
-
-/** What a job resolves to: a TrainResult for `train`, the output folder for merge and export. */
-export type JobResult = { kind: 'train'; result: TrainResult } | { kind: 'folder'; outDir: string } | { kind: 'analysis'; report: AnalysisReport };
+export type { JobSpec };
 
 type WorkerMessage =
   | { type: 'event'; event: JobEvent }
@@ -58,28 +34,6 @@ export function isJobWorker(): boolean {
 // ---------------------------------------------------------------------------------------------------
 // Worker side
 
-async function runJob(job: JobSpec, events: EngineEvents, signal: AbortSignal, post: (e: JobEvent) => void): Promise<JobResult> {
-  switch (job.kind) {
-    case 'train': {
-      const config = loadConfig(job.configFile, { requireTraining: true, onWarning: (p) => events.log?.(`warning: ${p.message}`) });
-      return { kind: 'train', result: await runTraining(config, { resume: job.resume, events, signal }) };
-    }
-    case 'merge': {
-      const config = loadConfig(job.configFile, { requireTraining: false });
-      return { kind: 'folder', outDir: await mergeRun(config, job.adapterDir, job.outDir, events) };
-    }
-    case 'export':
-      return { kind: 'folder', outDir: await exportRun({ adapterDir: job.adapterDir, modelDir: job.modelDir, format: job.format, outDir: job.outDir }, events) };
-    case 'ablate': {
-      const config = loadConfig(job.configFile, { requireTraining: job.request.kind === 'init', onWarning: (p) => events.log?.(`warning: ${p.message}`) });
-      const report = await runAnalysis(config, job.request, {
-        ...events, row: (row) => post({ kind: 'row', row }), run: (run) => post({ kind: 'run', run }),
-      }, signal);
-      return { kind: 'analysis', report };
-    }
-  }
-}
-
 /** The worker's entry: runs `workerData.loraxsJob` and posts events, then the result or the error. */
 export async function runJobWorker(): Promise<void> {
   const { loraxsJob: job, cancelFlag } = workerData as JobWorkerData;
@@ -88,14 +42,8 @@ export async function runJobWorker(): Promise<void> {
   const flag = new Int32Array(cancelFlag);
   // The loop reads only `aborted`; it must see the flag without the event loop running.
   const signal = { get aborted() { return Atomics.load(flag, 0) === 1; } } as AbortSignal;
-  const events: EngineEvents = {
-    log: (message) => post({ type: 'event', event: { kind: 'log', message } }),
-    progress: (phase, done, total) => post({ type: 'event', event: { kind: 'phase', phase, done, total } }),
-    step: (record) => post({ type: 'event', event: { kind: 'step', record } }),
-    eval: (record, best) => post({ type: 'event', event: { kind: 'eval', record, best } }),
-  };
   try {
-    post({ type: 'done', result: await runJob(job, events, signal, (event) => post({ type: 'event', event })) });
+    post({ type: 'done', result: await runJob(job, (event) => post({ type: 'event', event }), signal) });
   } catch (e) {
     post({ type: 'error', error: serializeError(e) });
   }

@@ -1,6 +1,6 @@
 /**
  * The language server for `*.loraxs.yaml`: diagnostics (debounced per document), hover, completion, code
- * lenses, quick fixes, the custom requests (training_service.ts, run_info.ts) and the status notification.
+ * lenses, quick fixes, the custom requests (job_service.ts, run_info.ts) and the status notification.
  * Every handler catches its errors and logs them to the connection's console: bad input never stops the
  * server.
  */
@@ -9,7 +9,7 @@ import {
 } from 'vscode-languageserver/node';
 import type { Connection, InitializeResult } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
-import { initBackend } from '../backend';
+import { initBackend } from '../backend/choice';
 import { SetTrustedNotification, StatusNotification } from '../protocol';
 import type { InitializationOptions } from '../protocol';
 import { isConfigUri, uriToPath } from './config_uri';
@@ -18,8 +18,8 @@ import { hoverAt } from './hover';
 import { completionsAt } from './completion';
 import { codeLenses } from './code_lens';
 import { quickFixes } from './quick_fix';
-import { JobService } from './training_service';
-import { AblationService } from './ablation_service';
+import { JobService } from './job_service';
+import { AblationService } from './analysis_service';
 import { registerRunInfo } from './run_info';
 
 export interface LanguageServerOptions {

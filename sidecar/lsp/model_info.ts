@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LoraxsError } from '../errors';
 import type { LinearModule, ModelConfig } from '../models/types';
-import { openCheckpoint } from '../io/checkpoint';
+import { openCheckpoint } from '../io/model_folder';
 import { readModelConfig } from '../io/model_config';
 import { linearModulesOf } from '../params';
 

@@ -3,7 +3,7 @@
  * LoRA and VeRA at the same rank, the base model's size, the adapter's bytes, the storage of a million
  * adapters, and the training-memory estimate.
  */
-import type { ParamsReport } from '../params';
+import type { ParamsReport } from '../records';
 
 const n = (x: number): string => x.toLocaleString('en-US');
 

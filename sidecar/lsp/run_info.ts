@@ -11,12 +11,12 @@ import { LoraxsError } from '../errors';
 import { parseConfigText } from '../config/parse';
 import { computeParams } from '../params';
 import { ParamsRequest, ReadMetricsRequest } from '../protocol';
-import type { MetricsRecord } from '../protocol';
 import { readMetricsLog } from '../train/metrics_log';
 import { configForParams } from './params_input';
 import { toResponseError } from './response_errors';
-import { UNTRUSTED_MESSAGE } from './training_service';
+import { UNTRUSTED_MESSAGE } from './job_service';
 import { uriToPath } from './config_uri';
+import type { MetricsRecord } from '../records';
 
 /** The text of a config: the open document's, else the file's. */
 function configText(documents: TextDocuments<TextDocument>, uri: string): string {

@@ -2,7 +2,7 @@
  * Activation functions by the names config.json uses (`hidden_act`, `hidden_activation`), computed as
  * transformers' ACT2FN computes them in float32.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { LoraxsError } from '../errors';
 
 export type Activation = (x: tf.Tensor) => tf.Tensor;

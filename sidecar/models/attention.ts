@@ -2,7 +2,7 @@
  * Multi-head attention pieces shared by the encoder and decoder families: head split/merge, additive masks,
  * scaled dot-product attention and its grouped-query form.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import type { ForwardContext } from './types';
 
 /**

@@ -4,7 +4,7 @@
  * LayerNorm; intermediate dense + activation, output dense, dropout, residual, LayerNorm). Every linear layer
  * goes through ctx.linear under the names of BertForSequenceClassification / RobertaForSequenceClassification.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { check, LoraxsError } from '../errors';
 import { activationByName } from './activations';
 import { dotProductAttention, mergeHeads, paddingMask, splitHeads } from './attention';

@@ -12,7 +12,7 @@
  * Regression is classification with one output (the trainer applies MSE). New parameters are initialised
  * as transformers' _init_weights does: N(0, initializer_range²) weights, zero biases, from Rng(seed).
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { check, LoraxsError } from '../errors';
 import { Rng } from '../rng';
 import { dropoutRatesOf } from './backbone_options';

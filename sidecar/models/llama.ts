@@ -5,7 +5,7 @@
  * final RMSNorm. Positions are 0..T-1 (right padding). Every linear layer goes through ctx.linear under the
  * names of the *ForCausalLM / *ForSequenceClassification classes (`model.layers.{i}.self_attn.q_proj`, ...).
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { check, LoraxsError } from '../errors';
 import { activationByName } from './activations';
 import { causalMask, groupedQueryAttention, groupMask, mergeHeads, splitHeads } from './attention';

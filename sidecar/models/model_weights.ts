@@ -1,5 +1,5 @@
 /** Looking up and validating a backbone's tensors by canonical name. */
-import type * as tf from '../tf';
+import type * as tf from '../backend/tf';
 import { LoraxsError } from '../errors';
 import type { LinearModule, Weights } from './types';
 

@@ -1,5 +1,5 @@
 /** Normalisation layers of the supported families, in float32. */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 
 /**
  * LayerNorm over the last axis (BERT, RoBERTa): (x - mean) / √(var + eps) · w + b, biased variance.

@@ -2,7 +2,7 @@
  * The ForwardContext without adapters: linear layers are x Wᵀ + b from the weights, and dropout draws its
  * masks from seeds taken from an Rng (so a run is reproducible and resumable).
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { assert } from '../errors';
 import { Rng } from '../rng';
 import type { ForwardContext, Weights } from './types';

@@ -3,7 +3,7 @@
  * θ^(-2i/d) (with the `linear`, `dynamic` and Llama-3.1 `llama3` scalings), cos/sin of position × frequency
  * duplicated over both halves, and the rotate-half form q·cos + rotate_half(q)·sin.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import type { ModelConfig } from './types';
 
 const f32 = Math.fround;

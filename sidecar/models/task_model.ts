@@ -1,5 +1,5 @@
 /** A backbone and its task head together: input ids to task outputs. */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import type { TaskHead } from './heads';
 import type { Backbone, ForwardContext, ForwardInputs } from './types';
 

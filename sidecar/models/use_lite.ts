@@ -10,7 +10,7 @@
  * (in_i / heads)^-½, padded keys masked. Every linear layer goes through ctx.linear, so LoRA-XS adapts any of
  * them; the pooler is run by the classification head (heads.ts, through useLitePooledEmbedding) with ctx.linear too.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { check, LoraxsError } from '../errors';
 import { dotProductAttention, mergeHeads, paddingMask, splitHeads } from './attention';
 import { type BackboneOptions, resolveDropout, type TransformerBackbone } from './backbone_options';

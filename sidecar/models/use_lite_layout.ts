@@ -24,7 +24,7 @@
  */
 import type { LinearModule, ModelConfig } from './types';
 
-/** Prefix of every base-model tensor of the family: the model type, as bert./roberta. are (so io/checkpoint.ts's canonical names apply). */
+/** Prefix of every base-model tensor of the family: the model type, as bert./roberta. are (so io/model_folder.ts's canonical names apply). */
 export const USE_LITE_PREFIX = 'use_lite';
 export const USE_LITE_POOLER = `${USE_LITE_PREFIX}.pooler.dense`;
 export const USE_LITE_WORD_EMBEDDINGS = `${USE_LITE_PREFIX}.embeddings.word_embeddings.weight`;

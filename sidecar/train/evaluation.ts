@@ -1,14 +1,14 @@
 /**
  * Batches as tensors, the loss of one batch, and evaluation over a data set with the task's metrics.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import type { Task } from '../config/types';
 import type { Example } from '../io/examples';
 import type { ForwardInputs } from '../models/types';
-import type { EngineEvents } from '../engine/events';
 import { batchIndices, makeBatch, type Batch } from './batching';
 import { classificationLoss, regressionLoss, causalLmLoss, rowCrossEntropy } from './losses';
 import { classificationMetrics, regressionMetrics, perplexity, argmaxRows, type MetricValues } from './metrics';
+import type { EngineEvents } from '../records';
 
 /** The metric that picks the best evaluation, and whether higher is better. */
 export function bestMetricOf(task: Task): string {

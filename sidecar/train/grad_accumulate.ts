@@ -2,7 +2,7 @@
  * Gradient accumulation over micro-batches: adds one micro-batch's gradients (tf.variableGrads output,
  * keyed by variable name) into the running sums keyed by parameter name, disposing what it replaces.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 
 /**
  * @param sums running sums by parameter name (empty before the first micro-batch)

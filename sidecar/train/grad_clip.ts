@@ -2,7 +2,7 @@
  * Global-norm gradient clipping with torch.nn.utils.clip_grad_norm_ semantics: the total norm is the L2
  * norm of all gradients together; every gradient is scaled by min(1, max_norm / (total_norm + 1e-6)).
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 
 /**
  * Clips `grads` in place (each clipped tensor replaces its entry; the old one is disposed) and returns

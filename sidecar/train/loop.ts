@@ -15,26 +15,26 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { LoraxsError } from '../errors';
 import { Rng } from '../rng';
 import type { RunConfig } from '../config/types';
 import type { Example } from '../io/examples';
-import { readExamples } from '../engine/run_data';
+import { readExamples } from '../session/run_data';
 import { writeFileAtomic } from '../io/atomic_write';
 import { loadTokenizer } from '../io/tokenizer';
 import { readModelConfig } from '../io/model_config';
-import { openModelSession, type ModelSession } from '../engine/model_session';
-import type { EngineEvents, EvalRecord, StepRecord } from '../engine/events';
+import { openModelSession, type ModelSession } from '../session/model_session';
 import { batchIndices, makeBatch, batchesPerEpoch, epochOrder } from './batching';
 import { createOptimizer } from './optimizers';
 import { makeSchedule, lrAt } from './schedule';
 import { clipGradNorm } from './grad_clip';
 import { accumulateGrads } from './grad_accumulate';
 import { batchInputs, batchLoss, evaluate, isBetter, bestMetricOf } from './evaluation';
-import { snapshotCheckpoint, writeCheckpoint, loadTrainingCheckpoint, loadTrainingCheckpointPosition, type PendingCheckpoint, type TrainingPosition } from './checkpoint';
+import { snapshotCheckpoint, writeCheckpoint, loadTrainingCheckpoint, loadTrainingCheckpointPosition, type PendingCheckpoint, type TrainingPosition } from './training_checkpoint';
 import { trimMetricsLog, appendMetricsLine } from './metrics_log';
 import { seedFor } from './seeds';
+import type { BestRecord, EngineEvents, EvalRecord, StepRecord, TrainResult } from '../records';
 
 /** Updates between periodic checkpoints (also saved after evaluations, at epoch ends and on cancel). */
 const CHECKPOINT_EVERY = 50;
@@ -51,19 +51,6 @@ export interface TrainOptions {
   headOnly?: boolean;
 }
 
-export interface TrainResult {
-  output: string;
-  /** Where the best (or, without validation data, the last) adapter is. */
-  adapterDir: string;
-  steps: number;
-  totalSteps: number;
-  cancelled: boolean;
-  best: EvalRecord | null;
-  trainableParams: number;
-  adapterParams: number;
-  adapterBytes: number;
-  seconds: number;
-}
 
 interface DataSets {
   train: Example[];
@@ -155,6 +142,8 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
       pos.best = rec;
       pos.bestValue = value;
       saveAdapterTo(output, rec);
+      const line: BestRecord = { step: rec.step, epoch: rec.epoch, best: { metric: metricName, value, higher_is_better: isBetter(metricName, 1, 0) } };
+      appendMetricsLine(metricsFile, line);
     }
     events.eval?.(rec, best);
   };

@@ -2,7 +2,7 @@
  * Training losses, as transformers computes them, numerically stable (cross-entropy as
  * logsumexp(logits) − logit[label], never log(softmax)). Each runs inside tf.tidy and returns a scalar.
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { IGNORE_INDEX } from './batching';
 
 /**

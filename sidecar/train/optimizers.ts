@@ -11,7 +11,7 @@
  * Parameters for which `decays(name)` is false get no weight decay (default: biases and norm weights, as
  * transformers' Trainer groups them).
  */
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { assert } from '../errors';
 
 export type OptimizerKind = 'adamw' | 'sgd';

@@ -20,8 +20,7 @@ import {
   poll, panelFrame,
   artifactsDir, installVsix, launchBrowser, missingTools, openFile, runCommand, scratchDir, startCodeServer, vsixPath, waitForWorkbench,
 } from './harness';
-import type { AblationReport } from '../../sidecar/analysis/ablation_results';
-import type { SpectraReport } from '../../sidecar/analysis/spectra';
+import type { AblationReport, SpectraReport } from '../../sidecar/records';
 
 const MODULES = ['query', 'key', 'value', 'attention.output.dense', 'intermediate.dense', 'output.dense'];
 const LAYERS = 2;

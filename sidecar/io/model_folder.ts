@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { LoraxsError } from '../errors';
 import type { ModelConfig, Weights } from '../models/types';
 import { readModelConfig } from './model_config';

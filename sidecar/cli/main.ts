@@ -4,9 +4,10 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as path from 'node:path';
-import { LoraxsError } from './errors';
-import { placeConfigError } from './config/parse';
-import { COMMANDS, type CommandSpec } from './cli_commands';
+import { LoraxsError } from '../errors';
+import { placeConfigError } from '../config/parse';
+import { COMMANDS } from './commands';
+import type { CommandSpec } from './options';
 
 const VERSION = '0.1.0';
 

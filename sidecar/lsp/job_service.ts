@@ -6,8 +6,9 @@
 import * as path from 'node:path';
 import type { CancellationToken, Connection } from 'vscode-languageserver/node';
 import { CancelTrainingRequest, ExportRequest, MergeRequest, StatusNotification, TrainProgressNotification, TrainRequest } from '../protocol';
-import { EXPORT_FORMATS } from '../engine/export_run';
-import type { JobEvent, JobSpec, RunningJob } from './job_worker';
+import { EXPORT_FORMATS } from '../records';
+import type { JobSpec, RunningJob } from './job_worker';
+import type { JobEvent } from '../records';
 import { JobSlot, refuse } from './job_slot';
 import { uriToPath } from './config_uri';
 
@@ -55,13 +56,8 @@ export class JobService {
   /** Runs a job to its end; events go out as progress notifications with `runId` = `id`. */
   private run<T>(id: string, spec: JobSpec, busyMessage: string, token: CancellationToken, finish: (r: Awaited<RunningJob['done']>) => T): Promise<T> {
     const forward = (e: JobEvent): void => {
-      // Analysis rows and runs (ablation_service.ts) never come from train, merge or export jobs.
-      if (e.kind === 'row' || e.kind === 'run') return;
-      const params: TrainProgressNotification.Params = e.kind === 'log' ? { runId: id, kind: 'log', message: e.message }
-        : e.kind === 'phase' ? { runId: id, kind: 'phase', phase: e.phase, done: e.done, total: e.total }
-        : e.kind === 'step' ? { runId: id, kind: 'step', record: e.record }
-        : { runId: id, kind: 'eval', record: e.record, best: e.best };
-      void this.o.connection.sendNotification(TrainProgressNotification.type, params);
+      // Analysis rows and runs (analysis_service.ts) never come from train, merge or export jobs.
+      if (e.kind !== 'row' && e.kind !== 'run') void this.o.connection.sendNotification(TrainProgressNotification.type, { ...e, runId: id });
     };
     return this.slot.run(id, spec, busyMessage, token, forward, finish);
   }
@@ -73,11 +69,7 @@ export class JobService {
     const runId = p.runId ?? `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     return this.run(runId, { kind: 'train', configFile: file, resume: p.resume === true }, `training ${name}`, token, (r) => {
       if (r.kind !== 'train') throw new Error(`internal error: a train job returned ${r.kind}`);
-      const t = r.result;
-      return {
-        runId, output: t.output, adapterDir: t.adapterDir, steps: t.steps, cancelled: t.cancelled, best: t.best,
-        totalSteps: t.totalSteps, trainableParams: t.trainableParams, adapterParams: t.adapterParams, adapterBytes: t.adapterBytes, seconds: t.seconds,
-      };
+      return { ...r.result, runId };
     });
   }
 

@@ -3,9 +3,9 @@
  * backbone, the task head and the LoRA-XS adapters (factors from the cache or a fresh SVD, R from init or
  * from a saved adapter). Training, evaluation, prediction, merging and generation all start here.
  */
-import * as tf from '../tf';
-import { initBackend } from '../backend';
-import { openCheckpoint, loadWeights, assertFitsBackend, checkpointFingerprint, type Checkpoint } from '../io/checkpoint';
+import * as tf from '../backend/tf';
+import { initBackend } from '../backend/choice';
+import { openCheckpoint, loadWeights, assertFitsBackend, checkpointFingerprint, type Checkpoint } from '../io/model_folder';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
 import { createBackbone, type TransformerBackbone } from '../models/registry';
 import { createHead, type HeadTask, type TaskHead } from '../models/heads';
@@ -14,8 +14,8 @@ import { plainContext } from '../models/plain_context';
 import type { ForwardInputs } from '../models/types';
 import type { AdapterConfig } from '../config/types';
 import { Rng } from '../rng';
-import { buildAdapters, type AdapterSet } from './adapter_set';
-import type { EngineEvents } from './events';
+import { buildAdapters, type AdapterSet } from '../loraxs/adapter_set';
+import type { EngineEvents } from '../records';
 
 export interface SessionOptions {
   modelDir: string;

@@ -3,17 +3,17 @@
  * `<output>/analysis/<kind>.json` and `.csv`; with --json also prints the report on stdout. Ctrl-C stops
  * after the current evaluation (what was measured is cached: run the same command again to resume).
  */
-import type { CommandSpec } from '../cli_commands';
 import { LoraxsError } from '../errors';
-import { str, list, numbers, positiveInt, oneOf, interruptSignal } from '../cli_options';
+import { str, list, numbers, positiveInt, oneOf, interruptSignal, type CommandSpec } from './options';
 import { loadConfig } from '../config/parse';
-import { stderrEvents } from '../engine/events';
+import { stderrProgress } from './progress';
+import { runJob } from '../engine/jobs';
 import { INIT_KINDS } from '../loraxs/init';
 import type { InitKind } from '../config/types';
-import { runAnalysis, type AnalysisReport } from './analysis_run';
-import { ANALYSIS_KINDS } from './analysis_options';
-import { analysisDir, type AnalysisKind } from './ablation_results';
-import { REGIONS, type Region } from './spectrum_regions';
+import { ANALYSIS_KINDS } from '../analysis/analysis_options';
+import { analysisDir } from '../analysis/ablation_results';
+import { REGIONS, type Region } from '../analysis/spectrum_regions';
+import type { AnalysisKind, AnalysisReport } from '../records';
 
 /** A short text summary of a report for the terminal. */
 export function reportText(r: AnalysisReport, dir: string): string {
@@ -60,8 +60,7 @@ export const ablateCommand: CommandSpec = {
     const kind = str(v, 'kind');
     if (!kind) throw new LoraxsError('--kind is required (retention, delta, init or spectra)');
     const [k] = oneOf([kind], ANALYSIS_KINDS, 'kind') as AnalysisKind[];
-    const config = loadConfig(file, { requireTraining: k === 'init' });
-    const report = await runAnalysis(config, {
+    const job = await runJob({ kind: 'ablate', configFile: file, request: {
       kind: k,
       adapterDir: str(v, 'adapter'),
       baseDir: str(v, 'base'),
@@ -73,7 +72,10 @@ export const ablateCommand: CommandSpec = {
       inits: oneOf(list(v, 'inits'), INIT_KINDS, 'inits') as InitKind[] | undefined,
       ranks: numbers(v, 'ranks', true),
       targets: list(v, 'targets'),
-    }, stderrEvents(), interruptSignal('stopping after the current evaluation; results so far are kept'));
+    } }, stderrProgress(), interruptSignal('stopping after the current evaluation; results so far are kept'));
+    if (job.kind !== 'analysis') throw new Error(`internal error: an ablate job returned ${job.kind}`);
+    const report = job.report;
+    const config = loadConfig(file, { requireTraining: false });
     process.stdout.write(v.json === true ? JSON.stringify(report, null, 2) + '\n' : reportText(report, analysisDir(config.output)));
     return report.cancelled ? 130 : 0;
   },

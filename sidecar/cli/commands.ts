@@ -4,36 +4,21 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { initBackend, measureMatmulGflops } from './backend';
-import { LoraxsError } from './errors';
-import { str, required, positiveInt, interruptSignal, type OptionValues } from './cli_options';
-import { loadConfig } from './config/parse';
-import { computeParams } from './params';
-import { stderrEvents } from './engine/events';
-import { runTraining } from './train/loop';
-import { evaluateRun } from './engine/evaluate';
-import { predictToFile } from './engine/predict';
-import { mergeRun } from './engine/merge_run';
-import { exportRun, EXPORT_FORMATS, type ExportFormat } from './engine/export_run';
-import { generateText } from './engine/generate';
-import { importUseLite } from './importers/use_lite';
-import { runDemo, demoReport, DEMO_DEFAULTS } from './demo/demo';
-import { ablateCommand } from './analysis/ablate_command';
+import { initBackend, measureMatmulGflops } from '../backend/choice';
+import { LoraxsError } from '../errors';
+import { str, required, positiveInt, interruptSignal, type CommandSpec, type OptionSpec } from './options';
+import { loadConfig } from '../config/parse';
+import { computeParams } from '../params';
+import { stderrEvents, stderrProgress } from './progress';
+import { runJob } from '../engine/jobs';
+import { evaluateRun } from '../engine/evaluate';
+import { predictToFile } from '../engine/predict';
+import { EXPORT_FORMATS, type ExportFormat } from '../records';
+import { generateText } from '../engine/generate';
+import { importUseLite } from '../importers/use_lite';
+import { runDemo, demoReport, DEMO_DEFAULTS } from '../demo/demo';
+import { ablateCommand } from './analysis_command';
 
-
-export interface OptionSpec {
-  type: 'string' | 'boolean';
-  help: string;
-  valueName?: string;
-}
-
-export interface CommandSpec {
-  summary: string;
-  usage: string;
-  positionals: number;
-  options: Record<string, OptionSpec>;
-  run(positionals: string[], values: OptionValues): Promise<number | void>;
-}
 
 const json: OptionSpec = { type: 'boolean', help: 'print the result as JSON on stdout' };
 const adapterOpt: OptionSpec = { type: 'string', valueName: 'dir', help: 'adapter folder written by `loraxs train`' };
@@ -78,8 +63,9 @@ export const COMMANDS: Record<string, CommandSpec> = {
     positionals: 1,
     options: { resume: { type: 'boolean', help: 'continue from the last checkpoint in the output folder' }, json },
     async run([file], v) {
-      const config = loadConfig(file, { requireTraining: true });
-      const result = await runTraining(config, { resume: v.resume === true, events: stderrEvents(), signal: interruptSignal('saving a checkpoint') });
+      const job = await runJob({ kind: 'train', configFile: file, resume: v.resume === true }, stderrProgress(), interruptSignal('saving a checkpoint'));
+      if (job.kind !== 'train') throw new Error(`internal error: a train job returned ${job.kind}`);
+      const result = job.result;
       print(result, v.json === true, () =>
         `${result.cancelled ? 'cancelled at' : 'finished'} step ${result.steps}; adapter: ${result.adapterDir}` +
         (result.best ? `; best ${JSON.stringify(result.best.eval)} at epoch ${result.best.epoch}` : '') + '\n');
@@ -117,9 +103,8 @@ export const COMMANDS: Record<string, CommandSpec> = {
     positionals: 1,
     options: { adapter: adapterOpt, out: { type: 'string', valueName: 'dir', help: 'new model folder' } },
     async run([file], v) {
-      const config = loadConfig(file, { requireTraining: false });
-      const out = await mergeRun(config, required(v, 'adapter'), required(v, 'out'), stderrEvents());
-      process.stdout.write(out + '\n');
+      const job = await runJob({ kind: 'merge', configFile: file, adapterDir: required(v, 'adapter'), outDir: required(v, 'out') }, stderrProgress());
+      if (job.kind === 'folder') process.stdout.write(job.outDir + '\n');
     },
   },
   export: {
@@ -137,8 +122,8 @@ export const COMMANDS: Record<string, CommandSpec> = {
       if (!(EXPORT_FORMATS as readonly string[]).includes(format)) {
         throw new LoraxsError(`--format must be one of ${EXPORT_FORMATS.join(', ')}, got '${format}'`);
       }
-      const out = await exportRun({ adapterDir: required(v, 'adapter'), modelDir: str(v, 'model'), format: format as ExportFormat, outDir: required(v, 'out') }, stderrEvents());
-      process.stdout.write(out + '\n');
+      const job = await runJob({ kind: 'export', adapterDir: required(v, 'adapter'), modelDir: str(v, 'model'), format: format as ExportFormat, outDir: required(v, 'out') }, stderrProgress());
+      if (job.kind === 'folder') process.stdout.write(job.outDir + '\n');
     },
   },
   generate: {

@@ -9,10 +9,10 @@ import { AblateProgressNotification, AblateRequest, CancelAblationRequest, ReadA
 import type { StatusNotification } from '../protocol';
 import { loadConfig } from '../config/parse';
 import { analysisDir, readReport } from '../analysis/ablation_results';
-import type { JobEvent } from './job_worker';
+import type { JobEvent } from '../records';
 import { JobSlot, refuse } from './job_slot';
 import { toResponseError } from './response_errors';
-import { UNTRUSTED_MESSAGE } from './training_service';
+import { UNTRUSTED_MESSAGE } from './job_service';
 import { uriToPath } from './config_uri';
 
 export interface AblationServiceOptions {
@@ -49,13 +49,8 @@ export class AblationService {
     const { uri, jobId, ...request } = p;
     const id = jobId ?? `${request.kind}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     const forward = (e: JobEvent): void => {
-      let params: AblateProgressNotification.Params | null = null;
-      if (e.kind === 'phase') params = { jobId: id, kind: 'phase', phase: e.phase, done: e.done, total: e.total };
-      else if (e.kind === 'log') params = { jobId: id, kind: 'log', message: e.message };
-      else if (e.kind === 'row') params = { jobId: id, kind: 'row', row: e.row };
-      else if (e.kind === 'run') params = { jobId: id, kind: 'run', run: e.run };
-      else if (e.kind === 'eval') params = { jobId: id, kind: 'eval', record: e.record };
-      if (params) void c.sendNotification(AblateProgressNotification.type, params);
+      // An init comparison's trainings report their updates only through their evaluations and runs.
+      if (e.kind !== 'step') void c.sendNotification(AblateProgressNotification.type, { ...e, jobId: id });
     };
     const file = uriToPath(uri);
     return this.slot.run(id, { kind: 'ablate', configFile: file, request }, `analysis: ${request.kind} of ${path.basename(file)}`, token, forward, (r) => {

@@ -2,9 +2,24 @@
  * Reading parsed CLI option values (node:util parseArgs output) with errors that name the option, and the
  * Ctrl-C handling every long command shares. Used by the command table and by commands defined elsewhere.
  */
-import { LoraxsError } from './errors';
+import { LoraxsError } from '../errors';
 
 export type OptionValues = Record<string, string | boolean | undefined>;
+
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  help: string;
+  valueName?: string;
+}
+
+export interface CommandSpec {
+  summary: string;
+  usage: string;
+  positionals: number;
+  options: Record<string, OptionSpec>;
+  run(positionals: string[], values: OptionValues): Promise<number | void>;
+}
+
 
 export function str(v: OptionValues, key: string): string | undefined {
   const x = v[key];

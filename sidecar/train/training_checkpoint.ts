@@ -7,13 +7,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { LoraxsError } from '../errors';
 import type { RunConfig } from '../config/types';
-import type { EvalRecord } from '../engine/events';
 import { writeSafetensors, readSafetensorsHeader, readTensorFloat32, type TensorToWrite } from '../io/safetensors';
 import { writeJsonAtomic } from '../io/atomic_write';
 import type { SerializedOptimizerState, ParamState } from './optimizers';
+import type { EvalRecord } from '../records';
 
 /** Where the next update starts. */
 export interface TrainingPosition {

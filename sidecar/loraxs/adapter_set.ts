@@ -4,19 +4,19 @@
  * from a saved adapter), and saving them as an adapter folder.
  */
 import * as path from 'node:path';
-import * as tf from '../tf';
+import * as tf from '../backend/tf';
 import { LoraxsError } from '../errors';
 import type { AdapterConfig, Task } from '../config/types';
 import type { ForwardContext, Weights } from '../models/types';
 import type { TaskHead } from '../models/heads';
 import type { TransformerBackbone } from '../models/registry';
-import { resolveTargets, type ResolvedTarget } from '../loraxs/targets';
-import { initR, moduleRng, type Factors } from '../loraxs/init';
-import { createAdaptedModule, disposeAdaptedModule, adaptedContext, type AdaptedModule, type AdaptedContextOptions } from '../loraxs/adapted_context';
-import { factorsChecksum } from '../loraxs/factor_checksum';
-import { loadAdapter, saveAdapter, type AdapterSnapshot, type LoraxsAdapterConfig, type HeadTensor } from '../loraxs/adapter_files';
-import { factorsFor, adapterFactors, checkBaseModel } from '../loraxs/factor_cache';
-import type { EngineEvents, EvalRecord } from './events';
+import { resolveTargets, type ResolvedTarget } from './targets';
+import { initR, moduleRng, type Factors } from './init';
+import { createAdaptedModule, disposeAdaptedModule, adaptedContext, type AdaptedModule, type AdaptedContextOptions } from './adapted_context';
+import { factorsChecksum } from './factor_checksum';
+import { loadAdapter, saveAdapter, type AdapterSnapshot, type LoraxsAdapterConfig, type HeadTensor } from './adapter_files';
+import { factorsFor, adapterFactors, checkBaseModel } from './factor_cache';
+import type { EngineEvents, EvalRecord } from '../records';
 
 export const ENGINE_VERSION = '0.1.0';
 
