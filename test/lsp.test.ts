@@ -11,7 +11,7 @@ import {
   CodeActionRequest, CodeLensRequest, CompletionRequest, HoverRequest, DiagnosticSeverity,
 } from 'vscode-languageserver-protocol/node';
 import type { CodeAction, CompletionItem, CompletionList, Diagnostic, MarkupContent, Range } from 'vscode-languageserver-protocol/node';
-import { computeParams } from '../sidecar/params';
+import { computeParams } from '../sidecar/loraxs/param_counts';
 import { parseConfigText } from '../sidecar/config/parse';
 import { ParamsRequest, SetTrustedNotification, StatusNotification, TrainRequest } from '../sidecar/protocol';
 import { GOOD_CONFIG, makeWorkspace, messageText, withSidecar } from './lsp_harness';

@@ -21,7 +21,8 @@ import { createHead } from '../sidecar/models/heads';
 import { plainContext } from '../sidecar/models/plain_context';
 import { taskLogits } from '../sidecar/models/task_model';
 import { useLitePooledEmbedding } from '../sidecar/models/use_lite';
-import { computeParams, linearModulesOf } from '../sidecar/params';
+import { computeParams } from '../sidecar/loraxs/param_counts';
+import { linearModulesOf } from '../sidecar/models/linear_modules';
 import { glue, repoRoot, tempDir } from './paths';
 
 const ORACLE_TOLERANCE = 1e-4;

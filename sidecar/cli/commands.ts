@@ -8,7 +8,7 @@ import { initBackend, measureMatmulGflops } from '../backend/choice';
 import { LoraxsError } from '../errors';
 import { str, required, positiveInt, interruptSignal, type CommandSpec, type OptionSpec } from './options';
 import { loadConfig } from '../config/parse';
-import { computeParams } from '../params';
+import { computeParams } from '../loraxs/param_counts';
 import { stderrEvents, stderrProgress } from './progress';
 import { runJob } from '../engine/jobs';
 import { evaluateRun } from '../engine/evaluate';

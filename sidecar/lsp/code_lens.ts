@@ -5,7 +5,7 @@
  */
 import type { CodeLens } from 'vscode-languageserver/node';
 import { LoraxsError } from '../errors';
-import { computeParams } from '../params';
+import { computeParams } from '../loraxs/param_counts';
 import { CodeLensCommands } from '../protocol';
 import { configForParams } from './params_input';
 

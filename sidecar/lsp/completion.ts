@@ -13,7 +13,7 @@ import { keysAt, schemaAt } from '../config/schema';
 import type { SchemaNode } from '../config/schema';
 import { parseWithPositions } from '../config/yaml_positions';
 import { keyMatches } from '../loraxs/targets';
-import { moduleTypeKeys, targetKeysOf } from '../params';
+import { moduleTypeKeys, targetKeysOf } from '../loraxs/target_keys';
 import { configForParams } from './params_input';
 import { modelInfo } from './model_info';
 import { previewTable } from './data_preview';

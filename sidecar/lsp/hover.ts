@@ -9,7 +9,7 @@ import { LoraxsError } from '../errors';
 import { schemaAt } from '../config/schema';
 import { formatKeyPath, parseWithPositions } from '../config/yaml_positions';
 import { keyMatches } from '../loraxs/targets';
-import { computeParams } from '../params';
+import { computeParams } from '../loraxs/param_counts';
 import { configForParams } from './params_input';
 import { paramsMarkdown } from './params_markdown';
 import { modelInfo } from './model_info';

@@ -9,7 +9,7 @@ import { LoraxsError } from '../errors';
 import type { LinearModule, ModelConfig } from '../models/types';
 import { openCheckpoint } from '../io/model_folder';
 import { readModelConfig } from '../io/model_config';
-import { linearModulesOf } from '../params';
+import { linearModulesOf } from '../models/linear_modules';
 
 export interface ModelInfo {
   dir: string;

@@ -10,7 +10,7 @@ import type { ParsedConfig } from '../config/parse';
 import { ADAPTER_DEFAULTS, TRAINING_DEFAULTS } from '../config/defaults';
 import type { Task } from '../config/types';
 import { parseWithPositions } from '../config/yaml_positions';
-import type { ParamsInput } from '../params';
+import type { ParamsInput } from '../loraxs/param_counts';
 
 export interface ConfigForParams {
   input: ParamsInput;

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import { LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { LoraxsError } from '../errors';
 import { parseConfigText } from '../config/parse';
-import { computeParams } from '../params';
+import { computeParams } from '../loraxs/param_counts';
 import { ParamsRequest, ReadMetricsRequest } from '../protocol';
 import { readMetricsLog } from '../train/metrics_log';
 import { configForParams } from './params_input';

@@ -14,7 +14,7 @@ import type { KeyPath, PositionedDocument, Range } from '../config/yaml_position
 import type { DataTable } from '../io/data_table';
 import type { LinearModule } from '../models/types';
 import { keyMatches, longestMatch, rankFor, closestSuffixes } from '../loraxs/targets';
-import { OTHER_FAMILY_KEYS, moduleTypeKeys, targetKeysOf } from '../params';
+import { OTHER_FAMILY_KEYS, moduleTypeKeys, targetKeysOf } from '../loraxs/target_keys';
 import { modelInfo } from './model_info';
 import type { ModelInfo } from './model_info';
 import { previewTable } from './data_preview';

@@ -20,21 +20,23 @@
  *     pooler, as RobertaForSequenceClassification builds it, it would be 354,310,144). Decoders:
  *     XForCausalLM: embeddings + layers + final norm + lm_head when untied (tied: counted once).
  */
+
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LoraxsError } from './errors';
-import type { SourcePlace } from './errors';
-import type { AdapterConfig, RunConfig, Task, TrainingConfig } from './config/types';
-import type { LinearModule, ModelConfig } from './models/types';
-import { defaultTargetsFor, TRAINING_DEFAULTS } from './config/defaults';
-import { closestName } from './config/suggest';
-import { formatKeyPath, keyRange } from './config/yaml_positions';
-import type { KeyPath } from './config/yaml_positions';
-import { readModelConfig } from './io/model_config';
-import { keyMatches, resolveTargets } from './loraxs/targets';
-import { countParameters, openCheckpoint } from './io/model_folder';
-import { useLiteLinearModules, useLiteParamCount } from './models/use_lite_layout';
-import type { ModuleTypeParams, ParamsReport, TrainingMemoryEstimate } from './records';
+import { LoraxsError } from '../errors';
+import type { SourcePlace } from '../errors';
+import type { AdapterConfig, RunConfig, Task, TrainingConfig } from '../config/types';
+import type { LinearModule, ModelConfig } from '../models/types';
+import { defaultTargetsFor, TRAINING_DEFAULTS } from '../config/defaults';
+import { closestName } from '../config/suggest';
+import { formatKeyPath, keyRange } from '../config/yaml_positions';
+import type { KeyPath } from '../config/yaml_positions';
+import { readModelConfig } from '../io/model_config';
+import { keyMatches, resolveTargets } from './targets';
+import { OTHER_FAMILY_KEYS, moduleTypeKeys, targetKeysOf } from './target_keys';
+import { countParameters, openCheckpoint } from '../io/model_folder';
+import { baseParamsFromConfig, linearModulesOf } from '../models/linear_modules';
+import type { ModuleTypeParams, ParamsReport, TrainingMemoryEstimate } from '../records';
 
 /** What computeParams needs: a parsed RunConfig, or just the model folder and adapter settings. */
 export interface ParamsInput {
@@ -68,127 +70,6 @@ export interface AdaptedModule extends LinearModule {
   target: string;
   rank: number;
 }
-
-// ---------------------------------------------------------------------------------------------------
-// Module enumeration from config.json
-
-/**
- * The linear layers of a model, with transformers' task-class names and W's shape (out × in), in forward
- * order; the same list the engine's backbones build (models/bert.ts, models/llama.ts).
- *   bert/roberta, per layer `<type>.encoder.layer.<i>.`: attention.self.query / key / value (h × h),
- *     attention.output.dense (h × h), intermediate.dense (i × h), output.dense (h × i); all with bias.
- *     BERT also `bert.pooler.dense` (h × h), which BertForSequenceClassification runs (a `dense` key
- *     matches it); RobertaForSequenceClassification has no pooler.
- *   llama/mistral/qwen2/gemma, per layer `model.layers.<i>.`: self_attn.q_proj (nH·hd × h), k_proj and
- *     v_proj (nKV·hd × h), o_proj (h × nH·hd), mlp.gate_proj and up_proj (i × h), mlp.down_proj (h × i).
- *   use_lite (models/use_lite_layout.ts), per layer `use_lite.encoder.layer.<i>.`: attention.qkv (3·w × w),
- *     attention.output (h × w), residual_proj (h × w, where the layer's input width w ≠ h), ffn.intermediate
- *     (i × h), ffn.output (h × i); then `use_lite.pooler.dense` (h × h), which the classification head runs.
- * Task heads (classifier, score, lm_head) are not listed: they are trained or frozen whole, not adapted.
- */
-export function linearModulesOf(config: ModelConfig, opts: { bertPooler?: boolean } = {}): LinearModule[] {
-  if (config.modelType === 'use_lite') return useLiteLinearModules(config);
-  const { hiddenSize: h, intermediateSize: inter, numLayers } = config;
-  const modules: LinearModule[] = [];
-  const add = (name: string, outFeatures: number, inFeatures: number, hasBias: boolean): void => {
-    modules.push({ name, outFeatures, inFeatures, hasBias });
-  };
-  if (config.kind === 'encoder') {
-    const prefix = config.modelType;
-    for (let i = 0; i < numLayers; i++) {
-      const p = `${prefix}.encoder.layer.${i}`;
-      add(`${p}.attention.self.query`, h, h, true);
-      add(`${p}.attention.self.key`, h, h, true);
-      add(`${p}.attention.self.value`, h, h, true);
-      add(`${p}.attention.output.dense`, h, h, true);
-      add(`${p}.intermediate.dense`, inter, h, true);
-      add(`${p}.output.dense`, h, inter, true);
-    }
-    if (prefix === 'bert' && opts.bertPooler !== false) add('bert.pooler.dense', h, h, true);
-  } else {
-    const q = config.numHeads * config.headDim;
-    const kv = config.numKvHeads * config.headDim;
-    const qkvBias = config.attentionBias;
-    const oBias = config.modelType === 'qwen2' ? false : config.attentionBias;
-    for (let i = 0; i < numLayers; i++) {
-      const p = `model.layers.${i}`;
-      add(`${p}.self_attn.q_proj`, q, h, qkvBias);
-      add(`${p}.self_attn.k_proj`, kv, h, qkvBias);
-      add(`${p}.self_attn.v_proj`, kv, h, qkvBias);
-      add(`${p}.self_attn.o_proj`, h, q, oBias);
-      add(`${p}.mlp.gate_proj`, inter, h, config.mlpBias);
-      add(`${p}.mlp.up_proj`, inter, h, config.mlpBias);
-      add(`${p}.mlp.down_proj`, h, inter, config.mlpBias);
-    }
-  }
-  return modules;
-}
-
-/** Parameters of the model from config.json alone (see the file comment for what is counted). */
-export function baseParamsFromConfig(config: ModelConfig): number {
-  if (config.modelType === 'use_lite') return useLiteParamCount(config);
-  const h = config.hiddenSize;
-  const linear = linearModulesOf(config, { bertPooler: false })
-    .reduce((sum, m) => sum + m.outFeatures * m.inFeatures + (m.hasBias ? m.outFeatures : 0), 0);
-  if (config.kind === 'encoder') {
-    const embeddings = (config.vocabSize + config.maxPositionEmbeddings + config.typeVocabSize) * h + 2 * h;
-    const layerNorms = config.numLayers * 2 * 2 * h; // attention.output.LayerNorm and output.LayerNorm
-    const pooler = h * h + h;
-    return embeddings + linear + layerNorms + pooler;
-  }
-  const embeddings = config.vocabSize * h;
-  const norms = config.numLayers * 2 * h + h; // input/post-attention RMSNorms, final norm
-  const lmHead = config.tieWordEmbeddings ? 0 : config.vocabSize * h;
-  return embeddings + linear + norms + lmHead;
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Target matching (PEFT semantics)
-
-/** Module-name suffixes without layer numbers (`query`, `self.query`, `attention.self.query`): the keys a user can write. */
-export function targetKeysOf(modules: readonly LinearModule[]): string[] {
-  const keys = new Set<string>();
-  for (const m of modules) {
-    const parts = m.name.split('.');
-    for (let i = parts.length - 1; i >= 0; i--) {
-      if (/^\d+$/.test(parts[i])) break;
-      keys.add(parts.slice(i).join('.'));
-    }
-  }
-  return [...keys];
-}
-
-/**
- * One key per kind of module, the shortest that selects exactly the modules its full per-layer name
- * selects: BERT gives query, key, value, attention.output.dense, intermediate.dense, output.dense,
- * pooler.dense (`output.dense` also selects attention.output.dense, as PEFT does); Llama q_proj, ...
- */
-export function moduleTypeKeys(modules: readonly LinearModule[]): string[] {
-  const types: string[] = [];
-  for (const m of modules) {
-    // The name after the layer index (`attention.self.query`), or the last two parts (`pooler.dense`).
-    const inLayer = /^.*?\.\d+\.(.+)$/.exec(m.name);
-    const t = inLayer ? inLayer[1] : m.name.split('.').slice(-2).join('.');
-    if (!types.includes(t)) types.push(t);
-  }
-  const selected = (key: string): string => types.filter((t) => keyMatches(t, key)).join(',');
-  return types.map((t) => {
-    const parts = t.split('.');
-    for (let i = parts.length - 1; i > 0; i--) {
-      const suffix = parts.slice(i).join('.');
-      if (selected(suffix) === selected(t)) return suffix;
-    }
-    return t;
-  });
-}
-
-/** The same layer in the other family's names, for configs carried from an encoder to a decoder or back. */
-export const OTHER_FAMILY_KEYS: Record<string, string> = {
-  q_proj: 'query', k_proj: 'key', v_proj: 'value', o_proj: 'attention.output.dense',
-  gate_proj: 'intermediate.dense', up_proj: 'intermediate.dense', down_proj: 'output.dense',
-  query: 'q_proj', key: 'k_proj', value: 'v_proj', 'attention.output.dense': 'o_proj',
-  'intermediate.dense': 'up_proj', 'output.dense': 'down_proj', dense: 'o_proj',
-};
 
 /** Where to report a problem with the config key at this path (['adapter', 'targets', 2], ['adapter', 'rank']). */
 export type PlaceOf = (keyPath: KeyPath) => SourcePlace;
