@@ -9,7 +9,8 @@
  *   refs/<revision>                       the commit hash a branch or tag pointed to (no newline)
  *   snapshots/<commit>/<path>             relative symlinks: ../../blobs/<etag>, one more ../ per subfolder
  *   .no_exist/<commit>/<path>             empty markers: this optional file does not exist at that commit
- * <HF_HUB_CACHE>/.locks/models--<org>--<name>/   lock files (ours: <etag>.loraxs-lock, see download.ts)
+ * <HF_HUB_CACHE>/.locks/models--<org>--<name>/   lock files (ours: <etag>.loraxs-lock, see blob_lock.ts)
+ * <HF_HUB_CACHE>/CACHEDIR.TAG                     tells backup tools to skip the cache (huggingface_hub's text)
  * ```
  *
  * Where symlinks cannot be made (Windows without developer mode) the snapshot gets a copy of the blob,
@@ -54,6 +55,19 @@ function writeAtomic(file: string, text: string): void {
   const tmp = `${file}.${process.pid}.${Math.random().toString(16).slice(2, 10)}.tmp`;
   fs.writeFileSync(tmp, text);
   fs.renameSync(tmp, file);
+}
+
+const CACHEDIR_TAG = 'Signature: 8a477f597d28d172789f06886806bc55\n'
+  + '# This file is a cache directory tag created by huggingface_hub.\n'
+  + '# For information about cache directory tags, see:\n'
+  + '#\thttps://bford.info/cachedir/\n';
+
+/** Writes `<hubCache>/CACHEDIR.TAG` if it is missing, as huggingface_hub does before a download (best effort). */
+export function ensureCacheDirTag(hubCache: string): void {
+  const tag = path.join(hubCache, 'CACHEDIR.TAG');
+  try {
+    if (!fs.existsSync(tag)) writeAtomic(tag, CACHEDIR_TAG);
+  } catch { /* a read-only cache still works */ }
 }
 
 /** One repository's folder in the hub cache. */

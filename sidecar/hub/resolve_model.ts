@@ -15,7 +15,7 @@
  * their headers (Range requests; see safetensors_headers.ts); `headers` is filled in the result.
  */
 import { readSafetensorsHeader, type SafetensorsHeader } from '../io/safetensors';
-import { RepoCache, isCommitHash } from './cache_layout';
+import { RepoCache, ensureCacheDirTag, isCommitHash } from './cache_layout';
 import { absentOptionalFiles, findCachedSnapshot, listSnapshot } from './cached_model';
 import { downloadBlob } from './download';
 import { headFile, type FileMetadata, type HubRequestContext } from './file_metadata';
@@ -137,11 +137,11 @@ export async function resolveHubModel(id: string, opts: ResolveOptions = {}): Pr
     throw new HubError('no-weights', `${id}${revision === 'main' ? '' : `@${revision}`} has no config.json: it is not a transformers model that LoRA-XS can fine-tune (check the id at ${env.endpoint}/${id})`);
   }
   const commit = first.commit;
+  ensureCacheDirTag(env.hubCache);
   cache.writeRef(revision, commit);
 
   const planned: Planned[] = [];
   const missing: string[] = [];
-  const commitCtx = { ...ctx };
   /** HEADs `file` at the commit unless cached; undefined when the hub does not have it. */
   const probe = async (file: string, headerOnly = false): Promise<'cached' | Planned | undefined> => {
     if (cache.hasFile(commit, file)) return 'cached';
@@ -158,7 +158,7 @@ export async function resolveHubModel(id: string, opts: ResolveOptions = {}): Pr
     return p;
   };
   const need = async (file: string, headerOnly = false): Promise<void> => {
-    if ((await probe(file, headerOnly)) === undefined) throw hubHttpError(commitCtx, 404, { 'x-error-code': 'EntryNotFound' }, file);
+    if ((await probe(file, headerOnly)) === undefined) throw hubHttpError(ctx, 404, { 'x-error-code': 'EntryNotFound' }, file);
   };
 
   try {
@@ -167,7 +167,7 @@ export async function resolveHubModel(id: string, opts: ResolveOptions = {}): Pr
     if (await probe(SINGLE_WEIGHTS, headersOnly)) {
       weightFiles = [SINGLE_WEIGHTS];
     } else if (await probe(WEIGHTS_INDEX)) {
-      await fetchPlanned(planned.splice(0), rc, cache, env, opts, progress); // the index names the shards
+      await fetchPlanned(planned.splice(0), rc, cache, env, opts, progress, false); // the index names the shards
       weightFiles = shardsOfIndex(cache.pointerPath(commit, WEIGHTS_INDEX), id);
       for (const f of weightFiles) await need(f, headersOnly);
     } else {
@@ -192,7 +192,7 @@ export async function resolveHubModel(id: string, opts: ResolveOptions = {}): Pr
 
 /** Downloads (or fetches the headers of) the planned files, reporting progress over all of them. */
 async function fetchPlanned(planned: Planned[], rc: HubRequestContext, cache: RepoCache, env: HubEnv, opts: ResolveOptions,
-  progress: (p: HubProgress) => void): Promise<void> {
+  progress: (p: HubProgress) => void, last = true): Promise<void> {
   const total = planned.reduce((s, p) => s + (p.headerOnly || cache.hasFile(p.meta.commit, p.file) ? 0 : p.meta.size ?? 0), 0);
   let done = 0;
   for (const p of planned) {
@@ -212,7 +212,7 @@ async function fetchPlanned(planned: Planned[], rc: HubRequestContext, cache: Re
     done += meta.size ?? 0;
     cache.linkPointer(meta.commit, file, meta.etag);
   }
-  progress({ phase: 'done', received: done, total });
+  if (last) progress({ phase: 'done', received: done, total });
 }
 
 /** Adds the safetensors headers in headers-only mode (from whole cached files or header records). */
