@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { ResponseError } from 'vscode-languageclient/node';
-import { CancelTrainingRequest, ExportRequest, MergeRequest, ReadMetricsRequest, TrainRequest } from '../sidecar/protocol';
+import { CancelTrainingRequest, ExportRequest, MergeRequest, ReadMetricsRequest, TrainRequest, isOutputExists } from '../sidecar/protocol';
 import type { TrainProgressNotification } from '../sidecar/protocol';
 import type { SidecarClient } from './client';
 import { scaffoldConfig } from './config_scaffold';
@@ -126,6 +126,36 @@ function reportJob(progress: vscode.Progress<{ message?: string }>): (p: TrainPr
   };
 }
 
+/** What the user chose when the output exists: send again replacing it, or (training) resuming it. */
+interface OutputChoice {
+  overwrite?: boolean;
+  resume?: boolean;
+}
+
+/**
+ * Sends a train / merge / export request. When the sidecar refuses it because the output folder already
+ * holds LoRA-XS output (OutputErrorData `output-exists`), asks in a modal: Overwrite, Resume (training,
+ * when the folder has a checkpoint) or Cancel, and sends it again as chosen. Resolves to undefined when
+ * the user cancels; other errors are thrown as they came.
+ */
+async function sendAskingAboutOutput<T>(send: (choice: OutputChoice) => Promise<T>, offerResume: boolean): Promise<{ value: T } | undefined> {
+  try {
+    return { value: await send({}) };
+  } catch (e) {
+    const data = e instanceof ResponseError ? (e.data as unknown) : undefined;
+    if (!isOutputExists(data)) throw e;
+    const resumable = offerResume && data.resumable;
+    const by = data.writer ? `a previous LoRA-XS ${data.writer}` : 'a previous LoRA-XS run';
+    const pick = await vscode.window.showWarningMessage(
+      `LoRA-XS: ${data.output} already holds the output of ${by}.`,
+      { modal: true, detail: `Overwrite replaces that folder${resumable ? '; Resume continues the run from its last checkpoint' : ''}. Folders LoRA-XS did not write are never replaced.` },
+      'Overwrite', ...(resumable ? ['Resume'] : []));
+    if (pick === 'Overwrite') return { value: await send({ overwrite: true }) };
+    if (pick === 'Resume') return { value: await send({ resume: true }) };
+    return undefined;
+  }
+}
+
 /** Cancels the followed job (or the running one, before it has named itself). */
 function cancelJob(ctx: CommandContext, job: JobFollower): void {
   void ctx.client.languageClient.sendRequest(CancelTrainingRequest.type, job.runId ? { runId: job.runId } : {});
@@ -161,7 +191,10 @@ function fineTune(ctx: CommandContext, resume: boolean): Handler {
           cancelJob(ctx, sub);
         });
         try {
-          const r = await ctx.client.languageClient.sendRequest(TrainRequest.type, { uri: uri.toString(), resume });
+          const sent = await sendAskingAboutOutput((choice) => ctx.client.languageClient.sendRequest(TrainRequest.type,
+            { uri: uri.toString(), resume: resume || choice.resume === true, overwrite: choice.overwrite === true }), !resume);
+          if (!sent) return undefined;
+          const r = sent.value;
           panel.finishRun(r.runId, r);
           const best = r.best ? ` Best: ${Object.entries(r.best.eval).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}.` : '';
           void vscode.window.showInformationMessage(r.cancelled
@@ -193,7 +226,7 @@ function cancelTraining(ctx: CommandContext): Handler {
 }
 
 async function askFolder(title: string, value: string): Promise<string | undefined> {
-  const v = await vscode.window.showInputBox({ title, value, prompt: 'An absolute folder path; it is created if missing', ignoreFocusOut: true });
+  const v = await vscode.window.showInputBox({ title, value, prompt: 'An absolute folder path: a new or empty folder, or one LoRA-XS wrote (you are asked before it is replaced)', ignoreFocusOut: true });
   return v?.trim() || undefined;
 }
 
@@ -221,7 +254,10 @@ function merge(ctx: CommandContext): Handler {
         const sub = new JobFollower(ctx, (p) => p.job === 'merge' && p.config === uri.fsPath, reportJob(progress));
         const onCancel = token.onCancellationRequested(() => cancelJob(ctx, sub));
         try {
-          const r = await ctx.client.languageClient.sendRequest(MergeRequest.type, { uri: uri.toString(), adapterDir, outDir });
+          const sent = await sendAskingAboutOutput((choice) => ctx.client.languageClient.sendRequest(MergeRequest.type,
+            { uri: uri.toString(), adapterDir, outDir, overwrite: choice.overwrite === true }), false);
+          if (!sent) return undefined;
+          const r = sent.value;
           void vscode.window.showInformationMessage(`LoRA-XS: merged model written to ${r.outDir}`);
           return r;
         } catch (e) {
@@ -252,7 +288,10 @@ function exportAdapter(ctx: CommandContext): Handler {
         const sub = new JobFollower(ctx, (p) => p.job === 'export', reportJob(progress));
         const onCancel = token.onCancellationRequested(() => cancelJob(ctx, sub));
         try {
-          const r = await ctx.client.languageClient.sendRequest(ExportRequest.type, { adapterDir, format: format as ExportRequest.Params['format'], outDir });
+          const sent = await sendAskingAboutOutput((choice) => ctx.client.languageClient.sendRequest(ExportRequest.type,
+            { adapterDir, format: format as ExportRequest.Params['format'], outDir, overwrite: choice.overwrite === true }), false);
+          if (!sent) return undefined;
+          const r = sent.value;
           void vscode.window.showInformationMessage(`LoRA-XS: ${format} export written to ${r.outDir}`);
           return r;
         } catch (e) {

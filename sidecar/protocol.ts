@@ -28,6 +28,11 @@ export namespace TrainRequest {
   export interface Params {
     uri: string;
     resume?: boolean;
+    /**
+     * Replace the config's output folder when LoRA-XS wrote it. Without it (and without `resume`) an
+     * existing output is refused with OutputErrorData `output-exists` (see there).
+     */
+    overwrite?: boolean;
     /** The id progress notifications carry; default: `<config name>-<time>`. */
     runId?: string;
   }
@@ -126,6 +131,8 @@ export namespace MergeRequest {
     uri: string;
     adapterDir: string;
     outDir: string;
+    /** Replace `outDir` when LoRA-XS wrote it (never another folder). */
+    overwrite?: boolean;
     jobId?: string;
   }
   export interface Result {
@@ -146,12 +153,36 @@ export namespace ExportRequest {
     modelDir?: string;
     format: ExportFormat;
     outDir: string;
+    /** Replace `outDir` when LoRA-XS wrote it (never another folder). */
+    overwrite?: boolean;
     jobId?: string;
   }
   export interface Result {
     outDir: string;
   }
   export const type = new RequestType<Params, Result, void>(method);
+}
+
+/**
+ * The `data` of the ResponseError of a train, merge or export request refused because of where it would
+ * write, or failed on the filesystem (the message says the same in words: `path: what; what to do`):
+ * - `output-exists`: the output folder holds LoRA-XS output and the request said neither `overwrite` nor
+ *   (training) `resume`. The client may ask the user and send the request again with `overwrite: true`,
+ *   or `resume: true` when `resumable` (the folder holds a checkpoint).
+ * - `output-refused`: never writable there (`why`: a folder LoRA-XS did not write, a file, the current
+ *   folder, one of the job's inputs); `overwrite` does not help.
+ * - `filesystem`: an errno error (`errno`: EACCES, EROFS, ENOSPC, ...) at `path`.
+ * `exitCode` is what the CLI exits with for the same error (73: cannot create there; 74: I/O error).
+ */
+export type OutputErrorData =
+  | { kind: 'output-exists'; output: string; writer: string | null; resumable: boolean; exitCode: number }
+  | { kind: 'output-refused'; output: string; why: 'foreign' | 'not-a-folder' | 'cwd' | 'input'; exitCode: number }
+  | { kind: 'filesystem'; path: string; errno: string; exitCode: number };
+
+/** Whether a ResponseError's `data` is OutputErrorData `output-exists`. */
+export function isOutputExists(data: unknown): data is Extract<OutputErrorData, { kind: 'output-exists' }> {
+  const d = data as { kind?: unknown; output?: unknown } | null;
+  return typeof d === 'object' && d !== null && d.kind === 'output-exists' && typeof d.output === 'string';
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,10 +1,14 @@
 /**
  * `loraxs`: the engine headless, for CI, scripts and remote machines. Results go to stdout, progress and
- * logs to stderr. Errors caused by input print `file:line:col: message` and exit 1 without a stack trace.
+ * logs to stderr. Errors caused by input print `file:line:col: message` and exit 1 without a stack trace;
+ * a refused output location and a filesystem error (EACCES, EROFS, ENOSPC, ...) print `path: what; what to
+ * do` and exit 73 (cannot create the output there) or 74 (I/O error, disk full); anything else is a bug:
+ * "internal error (please report)" with its stack, exit 70. The README has the table.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import * as path from 'node:path';
 import { LoraxsError } from '../errors';
+import { exitCodeOf, toFsUserError } from '../io/fs_errors';
 import { placeConfigError } from '../config/parse';
 import { COMMANDS } from './commands';
 import type { CommandSpec } from './options';
@@ -64,12 +68,13 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return (await spec.run(parsed.positionals, parsed.values as Record<string, string | boolean | undefined>)) ?? 0;
   } catch (caught) {
+    const user = toFsUserError(caught);
     const e = typeof parsed.positionals[0] === 'string' && /\.ya?ml$/.test(parsed.positionals[0])
-      ? placeConfigError(caught, path.resolve(parsed.positionals[0]))
-      : caught;
+      ? placeConfigError(user, path.resolve(parsed.positionals[0]))
+      : user;
     if (e instanceof LoraxsError) {
       process.stderr.write(`loraxs ${name}: error: ${e.format()}\n`);
-      return 1;
+      return exitCodeOf(e);
     }
     process.stderr.write(`loraxs ${name}: internal error (please report): ${(e as Error).stack ?? e}\n`);
     return 70;

@@ -8,6 +8,7 @@ import { openCheckpoint, loadWeights, checkpointFingerprint } from '../io/model_
 import { loadAdapter } from '../loraxs/adapter_files';
 import { adapterFactors, checkBaseModel } from '../loraxs/factor_cache';
 import { exportAdapter, EXPORT_FORMATS, type ExportFormat } from '../loraxs/export';
+import type { FolderWriteOptions } from '../loraxs/folder_swap';
 import type { EngineEvents } from '../records';
 
 export { EXPORT_FORMATS, type ExportFormat };
@@ -20,7 +21,8 @@ export interface ExportOptions {
   outDir: string;
 }
 
-export async function exportRun(opts: ExportOptions, events?: EngineEvents): Promise<string> {
+/** Exports and writes `opts.outDir` atomically with its marker (`write`: as for mergeRun). */
+export async function exportRun(opts: ExportOptions, events?: EngineEvents, write: FolderWriteOptions = { writer: 'export' }): Promise<string> {
   await initBackend();
   const snapshot = loadAdapter(opts.adapterDir);
   const modelDir = opts.modelDir ?? snapshot.config.baseModel.path;
@@ -34,7 +36,7 @@ export async function exportRun(opts: ExportOptions, events?: EngineEvents): Pro
       for (const t of weights.values()) t.dispose();
     }
   })();
-  const files = exportAdapter(opts.outDir, opts.format, { snapshot, factors, baseModelPath: path.resolve(modelDir) });
+  const files = exportAdapter(opts.outDir, opts.format, { snapshot, factors, baseModelPath: path.resolve(modelDir) }, write);
   events?.log?.(`wrote ${files.join(', ')} to ${opts.outDir}`);
   return path.resolve(opts.outDir);
 }

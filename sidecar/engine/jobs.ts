@@ -4,12 +4,19 @@
  * same order for both, so they behave the same:
  *
  *   1. the compute backend is initialised before any tensor is touched (a resume reads tensors);
- *   2. the config is loaded; its warnings are emitted as `log` events, `file:line:col: warning: ...`;
- *   3. the stage runs, its progress emitted as JobEvents, cancelled through `signal`;
- *   4. a LoraxsError about a config key gets its line and column (`file:line:col: message`).
+ *   2. the config is loaded;
+ *   3. train, merge and export: the output location is checked before any model is loaded (pre-flight,
+ *      io/output_folder.ts): never the current folder, an input or a folder that holds one, a file, a
+ *      folder LoRA-XS did not write, or (without `overwrite`) one it did; writable, with room for what the
+ *      job writes. A refused job never starts (no `started` event);
+ *   4. `started`, then the config's warnings as `log` events, `file:line:col: warning: ...`;
+ *   5. the stage runs, its progress emitted as JobEvents, cancelled through `signal`;
+ *   6. a LoraxsError about a config key gets its line and column (`file:line:col: message`); a filesystem
+ *      error (EACCES, ENOSPC, ...) becomes an FsUserError naming the path (io/fs_errors.ts).
  *
  * The front ends keep only how they show the events and the result.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '../backend/choice';
 import { loadConfig, placeConfigError, problemPlace, type ConfigProblem } from '../config/parse';
@@ -19,12 +26,18 @@ import { mergeRun } from './merge_run';
 import { exportRun } from './export_run';
 import { eventCallbacks } from './events';
 import { LoraxsError } from '../errors';
+import { toFsUserError } from '../io/fs_errors';
+import { OUTPUT_MARKER, preflightOutput, writeOutputMarker, type OutputCheck, type OutputInput } from '../io/output_folder';
+import { openCheckpoint } from '../io/model_folder';
+import { readAdapterConfig } from '../loraxs/adapter_files';
+import type { RunConfig } from '../config/types';
 import type { AnalysisRequest, ExportFormat, JobEvent, JobResult } from '../records';
 
+/** `overwrite`: replace an output folder LoRA-XS wrote (never one it did not). */
 export type JobSpec =
-  | { kind: 'train'; configFile: string; resume: boolean; headOnly?: boolean }
-  | { kind: 'merge'; configFile: string; adapterDir: string; outDir: string }
-  | { kind: 'export'; adapterDir: string; modelDir?: string; format: ExportFormat; outDir: string }
+  | { kind: 'train'; configFile: string; resume: boolean; headOnly?: boolean; overwrite?: boolean }
+  | { kind: 'merge'; configFile: string; adapterDir: string; outDir: string; overwrite?: boolean }
+  | { kind: 'export'; adapterDir: string; modelDir?: string; format: ExportFormat; outDir: string; overwrite?: boolean }
   | { kind: 'ablate'; configFile: string; request: AnalysisRequest };
 
 export type JobKind = JobSpec['kind'];
@@ -50,29 +63,164 @@ export async function runJob(spec: JobSpec, emit: (e: JobEvent) => void, signal?
       emit({ kind: 'started', job: spec.kind, config: configFile, output });
       for (const message of warnings.splice(0)) emit({ kind: 'log', message });
     };
-    const load = (requireTraining: boolean) => {
-      const config = loadConfig(configFile!, { requireTraining, onWarning: (p) => warnings.push(warningText(configFile!, p)) });
-      begin(config.output);
-      return config;
-    };
+    const load = (requireTraining: boolean) =>
+      loadConfig(configFile!, { requireTraining, onWarning: (p) => warnings.push(warningText(configFile!, p)) });
+    const overwrite = 'overwrite' in spec && spec.overwrite === true;
     switch (spec.kind) {
       case 'train': {
         const config = load(true);
-        return { kind: 'train', result: await runTraining(config, { resume: spec.resume, headOnly: spec.headOnly, events, signal }) };
+        const headOnly = spec.headOnly === true || config.headOnly === true;
+        if (headOnly && config.task === 'causal-lm') {
+          throw new LoraxsError(`${spec.headOnly ? '--head-only' : 'adapter: none'} trains only a classification or regression head; a causal-lm has no head to train: nothing to train`, { file: config.file, detail: 'adapter' });
+        }
+        const out = preflightOutput({
+          job: 'train', outDir: config.output, inputs: trainInputs(config), overwrite, resume: spec.resume, bytes: trainBytes(config), mode: 'into',
+        });
+        begin(config.output);
+        return { kind: 'train', result: await trainInto(out, overwrite && !spec.resume, () => runTraining(config, { resume: spec.resume, headOnly, events, signal })) };
       }
       case 'merge': {
         const config = load(false);
-        return { kind: 'folder', outDir: await mergeRun(config, spec.adapterDir, spec.outDir, events) };
+        preflightOutput({
+          job: 'merge', outDir: spec.outDir, overwrite, bytes: mergeBytes(config.model), mode: 'swap',
+          inputs: [{ path: config.model, what: 'the model folder' }, { path: spec.adapterDir, what: 'the adapter' }, { path: config.file, what: 'the config file' }],
+        });
+        begin(config.output);
+        return { kind: 'folder', outDir: await mergeRun(config, spec.adapterDir, spec.outDir, events, { writer: 'merge', onlyReplaceMarked: true }) };
       }
-      case 'export':
+      case 'export': {
+        const modelDir = spec.modelDir ?? recordedModel(spec.adapterDir);
+        preflightOutput({
+          job: 'export', outDir: spec.outDir, overwrite, bytes: exportBytes(spec.adapterDir), mode: 'swap',
+          inputs: [{ path: spec.adapterDir, what: 'the adapter' }, ...(modelDir ? [{ path: modelDir, what: 'the model folder' }] : [])],
+        });
         begin(path.resolve(spec.outDir));
-        return { kind: 'folder', outDir: await exportRun({ adapterDir: spec.adapterDir, modelDir: spec.modelDir, format: spec.format, outDir: spec.outDir }, events) };
+        return {
+          kind: 'folder',
+          outDir: await exportRun({ adapterDir: spec.adapterDir, modelDir: spec.modelDir, format: spec.format, outDir: spec.outDir }, events, { writer: 'export', onlyReplaceMarked: true }),
+        };
+      }
       case 'ablate': {
         const config = load(spec.request.kind === 'init');
+        begin(config.output);
         return { kind: 'analysis', report: await runAnalysis(config, spec.request, events, signal) };
       }
     }
   } catch (e) {
-    throw configFile ? placeConfigError(e, configFile) : e;
+    const err = toFsUserError(e);
+    throw configFile ? placeConfigError(err, configFile) : err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Training's output folder
+
+function trainInputs(config: RunConfig): OutputInput[] {
+  const inputs: OutputInput[] = [{ path: config.model, what: 'the model folder' }, { path: config.file, what: 'the config file' }];
+  if (config.data) {
+    inputs.push({ path: config.data.train, what: 'the training data' });
+    if (config.data.validation) inputs.push({ path: config.data.validation, what: 'the validation data' });
+  }
+  return inputs;
+}
+
+/**
+ * Runs training into the checked output folder. `replace` (overwrite): the old folder (LoRA-XS output) is
+ * moved aside (`<output>.old-<pid>`) and removed once the new run has written its folder; a run that fails
+ * before writing anything gets the old folder back. The folder gets its marker however the run ends.
+ */
+async function trainInto<T>(out: OutputCheck, replace: boolean, run: () => Promise<T>): Promise<T> {
+  let aside: string | null = null;
+  if (replace && out.state.kind === 'marked') {
+    aside = `${out.outDir}.old-${process.pid}`;
+    fs.rmSync(aside, { recursive: true, force: true });
+    fs.renameSync(out.outDir, aside);
+  }
+  try {
+    return await run();
+  } catch (e) {
+    if (aside && !fs.existsSync(out.outDir)) {
+      try {
+        fs.renameSync(aside, out.outDir);
+        aside = null;
+      } catch {
+        /* keep the old folder aside rather than lose it; the error below is the one to report */
+      }
+    }
+    throw e;
+  } finally {
+    if (aside && fs.existsSync(out.outDir)) fs.rmSync(aside, { recursive: true, force: true });
+    markQuietly(out.outDir, 'train');
+  }
+}
+
+/** Adds the marker to a folder that exists and has none (best effort: the run's own error comes first). */
+function markQuietly(dir: string, writer: string): void {
+  try {
+    if (fs.statSync(dir).isDirectory() && !fs.existsSync(path.join(dir, OUTPUT_MARKER))) writeOutputMarker(dir, writer);
+  } catch {
+    /* no folder (the run failed before writing), or no room: nothing to mark */
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// What a job will write, estimated from headers before anything is loaded (0: unknown, not checked).
+// A broken model or adapter is left for the job itself to report, with its own message.
+
+const MiB = 1024 * 1024;
+
+/** merge: the base model's weights in their stored dtype (the safetensors headers), plus small files. */
+function mergeBytes(modelDir: string): number {
+  try {
+    const ckpt = openCheckpoint(modelDir);
+    let bytes = MiB;
+    const headers = new Set([...ckpt.tensors.values()].map((t) => t.header));
+    for (const h of headers) bytes += h.dataStart;
+    for (const t of ckpt.tensors.values()) bytes += t.entry.end - t.entry.begin;
+    return bytes;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * train: the adapter (r² floats per adapted module, bounded by every 2-D weight at the largest rank) and
+ * the head (about hidden² floats), as the best adapter, the last one, and a checkpoint with its optimizer
+ * state and the previous checkpoint during its swap: eight copies, plus room for metrics.jsonl.
+ */
+function trainBytes(config: RunConfig): number {
+  try {
+    const ckpt = openCheckpoint(config.model);
+    const r = Math.max(config.adapter.rank, ...Object.values(config.adapter.rankPattern));
+    let matrices = 0;
+    for (const t of ckpt.tensors.values()) if (t.entry.shape.length === 2) matrices++;
+    const h = ckpt.config.hiddenSize;
+    return 8 * 4 * (matrices * r * r + h * h + 64 * h) + 4 * MiB;
+  } catch {
+    return 0;
+  }
+}
+
+/** export: the factors (A, B) and R of every module, the head, and the native adapter files. */
+function exportBytes(adapterDir: string): number {
+  try {
+    const { config } = readAdapterConfig(adapterDir);
+    let bytes = MiB;
+    for (const m of config.modules) bytes += 4 * m.rank * (m.inFeatures + m.outFeatures + m.rank + 1);
+    for (const f of fs.readdirSync(adapterDir)) {
+      if (f.endsWith('.safetensors')) bytes += 2 * fs.statSync(path.join(adapterDir, f)).size;
+    }
+    return bytes;
+  } catch {
+    return 0;
+  }
+}
+
+/** The base model folder an adapter records (export's default), or undefined when it cannot be read. */
+function recordedModel(adapterDir: string): string | undefined {
+  try {
+    return readAdapterConfig(adapterDir).config.baseModel.path;
+  } catch {
+    return undefined;
   }
 }

@@ -15,6 +15,7 @@ import { adapterFactors, checkBaseModel } from '../loraxs/factor_cache';
 import { mergeWeights, type MergeableModule } from '../loraxs/merge';
 import { uploadFactors } from '../loraxs/adapted_context';
 import { writeHfModel, configForHead, type HfDtype, type TensorSource } from '../loraxs/hf_model_writer';
+import type { FolderWriteOptions } from '../loraxs/folder_swap';
 import type { EngineEvents } from '../records';
 
 /** Tensors of other task heads that the merged model's task class would not load. */
@@ -23,7 +24,13 @@ function belongsToOtherHead(name: string, task: RunConfig['task']): boolean {
   return task === 'causal-lm' && (name.startsWith('classifier.') || name.startsWith('score.'));
 }
 
-export async function mergeRun(config: RunConfig, adapterDir: string, outDir: string, events?: EngineEvents): Promise<string> {
+/**
+ * Merges and writes `outDir` atomically with its marker. `write`: the job runner adds
+ * `onlyReplaceMarked`, so a folder LoRA-XS did not write is never replaced (its pre-flight, in
+ * engine/jobs.ts, has refused it already, before anything was loaded).
+ */
+export async function mergeRun(config: RunConfig, adapterDir: string, outDir: string, events?: EngineEvents,
+  write: FolderWriteOptions = { writer: 'merge' }): Promise<string> {
   await initBackend();
   const snapshot = loadAdapter(adapterDir);
   const saved = snapshot.config;
@@ -54,6 +61,8 @@ export async function mergeRun(config: RunConfig, adapterDir: string, outDir: st
       tensors,
       dtype,
       copyFrom: config.model,
+      chatTemplate: snapshot.chatTemplate,
+      write,
     });
   } finally {
     for (const key of merged?.mergedNames ?? []) merged!.weights.get(key)?.dispose();

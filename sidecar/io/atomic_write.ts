@@ -1,9 +1,12 @@
 /**
  * Atomic file writes: the data goes to `<file>.tmp-<pid>`, is flushed to disk, then renamed over `file`,
- * so a reader (or a crash) never sees a half-written file. The temporary file is removed on failure.
+ * so a reader (or a crash) never sees a half-written file. The temporary file is removed on every failure
+ * (ENOSPC included), and a filesystem error comes out as an FsUserError naming `file` (a failed write to
+ * a file descriptor carries no path of its own).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { toFsUserError } from './fs_errors';
 
 /** Writes `data` to `file` atomically (tmp + fsync + rename). Creates no folders: the parent must exist. */
 export function writeFileAtomic(file: string, data: Buffer | string): void {
@@ -27,7 +30,7 @@ export function writeFileAtomic(file: string, data: Buffer | string): void {
       try { fs.closeSync(fd); } catch { /* already failing; the first error is the one to report */ }
     }
     try { fs.unlinkSync(tmp); } catch { /* it may not exist */ }
-    throw e;
+    throw toFsUserError(e, file);
   }
   syncDirectory(path.dirname(file));
 }

@@ -14,14 +14,15 @@
  * - `loraxs-factors`: the native adapter plus factors.safetensors, so it loads on any machine without
  *   recomputing (and re-checking) the SVD.
  *
- * Every folder is written atomically (folder_swap.ts).
+ * Every folder is written atomically (folder_swap.ts); the job runner passes `write` so the folder gets its
+ * marker (`.loraxs-output`) and replaces only a folder LoRA-XS wrote.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { assert } from '../errors';
 import { encodeSafetensors, type TensorToWrite } from '../io/safetensors';
 import { saveAdapter, type AdapterSnapshot } from './adapter_files';
-import { writeFolderAtomically } from './folder_swap';
+import { writeFolderAtomically, type FolderWriteOptions } from './folder_swap';
 import type { Factors } from './init';
 import { keyMatches } from './targets';
 
@@ -186,14 +187,14 @@ authors' code (\`find_and_initialize\`, then load the state dict with \`_lora_la
 ${Object.keys(c.rankPattern).length ? '\nThis adapter uses per-module ranks (rank_pattern); the authors\' code assumes one rank for all modules.\n' : ''}`;
 }
 
-/** Writes the export folder `outDir` in `format`; returns the files written. */
-export function exportAdapter(outDir: string, format: ExportFormat, input: ExportInput): string[] {
+/** Writes the export folder `outDir` in `format`; returns the files written (the marker aside). */
+export function exportAdapter(outDir: string, format: ExportFormat, input: ExportInput, write: FolderWriteOptions = {}): string[] {
   if (format === 'loraxs-factors') {
     let written: string[] = [];
     writeFolderAtomically(outDir, (tmp) => {
       saveAdapter(tmp, { ...input.snapshot, factors: input.factors });
       written = fs.readdirSync(tmp).sort();
-    });
+    }, write);
     return written;
   }
   const tensors = format === 'peft-lora' ? peftLoraTensors(input) : officialTensors(input);
@@ -206,6 +207,6 @@ export function exportAdapter(outDir: string, format: ExportFormat, input: Expor
       fs.writeFileSync(path.join(tmp, 'README.md'), officialReadme(input));
       files.push('README.md');
     }
-  });
+  }, write);
   return files;
 }

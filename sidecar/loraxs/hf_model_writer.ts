@@ -2,7 +2,8 @@
  * Writing a (merged) model as a Hugging Face folder that transformers' Auto classes load: config.json
  * (updated for the task head), the weights in the source dtype (F32, or F16/BF16 rounded to nearest even)
  * as `model.safetensors`, or shards `model-0000i-of-0000n.safetensors` + `model.safetensors.index.json`
- * beyond 2 GB, and the tokenizer files copied from the base model. The folder is written atomically.
+ * beyond 2 GB, and the tokenizer files copied from the base model. The folder is written atomically
+ * (folder_swap.ts; `write` adds the marker `.loraxs-output` and refuses to replace a folder LoRA-XS did not write).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -10,7 +11,7 @@ import type * as tf from '../backend/tf';
 import { bytesToFloat32, float32ToDtype, writeSafetensorsStreaming, type Dtype, type LazyTensorToWrite } from '../io/safetensors';
 import type { ModelType } from '../models/types';
 import type { Task } from '../config/types';
-import { writeFolderAtomically } from './folder_swap';
+import { writeFolderAtomically, type FolderWriteOptions } from './folder_swap';
 
 /** Shards are cut before a tensor that would take one past this size. */
 export const MAX_SHARD_BYTES = 2 * 1024 ** 3;
@@ -18,7 +19,7 @@ export const MAX_SHARD_BYTES = 2 * 1024 ** 3;
 /** Files copied from the base model when present. */
 export const TOKENIZER_FILES = [
   'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'added_tokens.json', 'vocab.txt', 'vocab.json',
-  'merges.txt', 'tokenizer.model', 'sentencepiece.bpe.model', 'spiece.model', 'generation_config.json',
+  'merges.txt', 'tokenizer.model', 'sentencepiece.bpe.model', 'spiece.model', 'generation_config.json', 'chat_template.jinja',
 ];
 
 export type HfDtype = 'float32' | 'float16' | 'bfloat16';
@@ -43,8 +44,12 @@ export interface HfModelToWrite {
   dtype: HfDtype;
   /** The base model folder, to copy tokenizer files from. */
   copyFrom?: string;
+  /** The chat template the adapter was trained with: written as chat_template.jinja (over the base's). */
+  chatTemplate?: string;
   /** Override for tests. */
   maxShardBytes?: number;
+  /** The marker and the replace rule (the job runner's merge sets both). */
+  write?: FolderWriteOptions;
 }
 
 const CLASS_PREFIX: Record<ModelType, string> = {
@@ -136,6 +141,7 @@ export function writeHfModel(outDir: string, model: HfModelToWrite): string[] {
         if (fs.existsSync(src)) fs.copyFileSync(src, path.join(tmp, f));
       }
     }
-  });
+    if (model.chatTemplate !== undefined) fs.writeFileSync(path.join(tmp, 'chat_template.jinja'), model.chatTemplate);
+  }, model.write);
   return fileNames;
 }

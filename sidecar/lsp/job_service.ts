@@ -2,6 +2,8 @@
  * `loraxs/train`, `loraxs/cancelTraining`, `loraxs/merge` and `loraxs/export`: one job at a time, in a
  * worker thread (job_worker.ts), with the engine's events forwarded as TrainProgressNotification and the
  * sidecar's state as StatusNotification (busy while a job runs). Refused in an untrusted workspace.
+ * An output that exists is refused by the job's pre-flight with OutputErrorData `output-exists` unless the
+ * request says `overwrite` (or, training, `resume`): the client asks the user and sends it again.
  */
 import * as path from 'node:path';
 import type { CancellationToken, Connection } from 'vscode-languageserver/node';
@@ -67,7 +69,7 @@ export class JobService {
     const file = uriToPath(p.uri);
     const name = path.basename(file).replace(/\.loraxs\.ya?ml$/i, '');
     const runId = p.runId ?? `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-    return this.run(runId, { kind: 'train', configFile: file, resume: p.resume === true }, `training ${name}`, token, (r) => {
+    return this.run(runId, { kind: 'train', configFile: file, resume: p.resume === true, overwrite: p.overwrite === true }, `training ${name}`, token, (r) => {
       if (r.kind !== 'train') throw new Error(`internal error: a train job returned ${r.kind}`);
       return { ...r.result, runId };
     });
@@ -80,7 +82,7 @@ export class JobService {
   async merge(p: MergeRequest.Params, token: CancellationToken): Promise<MergeRequest.Result> {
     this.checkCanStart();
     const id = p.jobId ?? `merge-${Date.now()}`;
-    const spec: JobSpec = { kind: 'merge', configFile: uriToPath(p.uri), adapterDir: path.resolve(p.adapterDir), outDir: path.resolve(p.outDir) };
+    const spec: JobSpec = { kind: 'merge', configFile: uriToPath(p.uri), adapterDir: path.resolve(p.adapterDir), outDir: path.resolve(p.outDir), overwrite: p.overwrite === true };
     return this.run(id, spec, `merging into ${path.basename(spec.outDir)}`, token, (r) => ({ outDir: r.kind === 'folder' ? r.outDir : spec.outDir }));
   }
 
@@ -92,7 +94,7 @@ export class JobService {
     const id = p.jobId ?? `export-${Date.now()}`;
     const spec: JobSpec = {
       kind: 'export', adapterDir: path.resolve(p.adapterDir), modelDir: p.modelDir ? path.resolve(p.modelDir) : undefined,
-      format: p.format, outDir: path.resolve(p.outDir),
+      format: p.format, outDir: path.resolve(p.outDir), overwrite: p.overwrite === true,
     };
     return this.run(id, spec, `exporting ${p.format}`, token, (r) => ({ outDir: r.kind === 'folder' ? r.outDir : spec.outDir }));
   }

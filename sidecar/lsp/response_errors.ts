@@ -1,10 +1,15 @@
 /**
  * Turning failures into JSON-RPC errors: a LoraxsError (bad input) becomes a RequestFailed error with its
- * `file:line:col: message` text; anything else is a bug, logged with its stack and reported as internal.
+ * `file:line:col: message` text; a refused output location or a filesystem error (EACCES, ENOSPC, ...)
+ * also carries OutputErrorData (protocol.ts), so the client can tell "the output exists" from the rest;
+ * anything else is a bug, logged with its stack and reported as internal.
  */
 import { LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import { LoraxsError } from '../errors';
 import type { SourcePlace } from '../errors';
+import { FsUserError, toFsUserError } from '../io/fs_errors';
+import { OutputRefusedError } from '../io/output_folder';
+import type { OutputErrorData } from '../protocol';
 
 export interface Logger {
   error(message: string): void;
@@ -12,32 +17,53 @@ export interface Logger {
 }
 
 /** A ResponseError for `e`; logs a stack for errors that are not LoraxsErrors. */
-export function toResponseError(e: unknown, logger: Logger): ResponseError<void> {
-  if (e instanceof ResponseError) return e as ResponseError<void>;
-  if (e instanceof LoraxsError) return new ResponseError(LSPErrorCodes.RequestFailed, e.format());
-  const err = e instanceof Error ? e : new Error(String(e));
+export function toResponseError(e: unknown, logger: Logger): ResponseError<OutputErrorData | undefined> {
+  if (e instanceof ResponseError) return e as ResponseError<OutputErrorData | undefined>;
+  const user = toFsUserError(e);
+  if (user instanceof LoraxsError) return new ResponseError(LSPErrorCodes.RequestFailed, user.format(), errorData(user));
+  const err = user instanceof Error ? user : new Error(String(user));
   logger.error(`internal error: ${err.stack ?? err.message}`);
   return new ResponseError(LSPErrorCodes.RequestFailed, `internal error in the LoRA-XS sidecar: ${err.message}`);
 }
 
-/** Error data sent from the job worker: enough to rebuild a LoraxsError or an internal error. */
+/** The OutputErrorData of a refused output or a filesystem error; undefined for other errors. */
+export function errorData(e: LoraxsError): OutputErrorData | undefined {
+  if (e instanceof OutputRefusedError) {
+    return e.refusal === 'exists'
+      ? { kind: 'output-exists', output: e.output, writer: e.writer, resumable: e.resumable, exitCode: e.exitCode }
+      : { kind: 'output-refused', output: e.output, why: e.refusal, exitCode: e.exitCode };
+  }
+  if (e instanceof FsUserError) return { kind: 'filesystem', path: e.path, errno: e.errno, exitCode: e.exitCode };
+  return undefined;
+}
+
+/** Error data sent from the job worker: enough to rebuild a LoraxsError (with its kind) or an internal error. */
 export interface SerializedError {
   loraxs: boolean;
   message: string;
   place?: SourcePlace;
   formatted: string;
   stack?: string;
+  /** A refused output or a filesystem error. */
+  data?: OutputErrorData;
 }
 
 export function serializeError(e: unknown): SerializedError {
-  if (e instanceof LoraxsError) return { loraxs: true, message: e.message, place: e.place, formatted: e.format() };
-  const err = e instanceof Error ? e : new Error(String(e));
+  const user = toFsUserError(e);
+  if (user instanceof LoraxsError) return { loraxs: true, message: user.message, place: user.place, formatted: user.format(), data: errorData(user) };
+  const err = user instanceof Error ? user : new Error(String(user));
   return { loraxs: false, message: err.message, formatted: err.message, stack: err.stack };
 }
 
 /** The error `serializeError` describes, rebuilt on this side of the thread boundary. */
 export function deserializeError(s: SerializedError): Error {
-  if (s.loraxs) return new LoraxsError(s.message, s.place);
+  if (s.loraxs) {
+    const d = s.data;
+    if (d?.kind === 'output-exists') return new OutputRefusedError(s.message, d.output, 'exists', d.writer, d.resumable);
+    if (d?.kind === 'output-refused') return new OutputRefusedError(s.message, d.output, d.why);
+    if (d?.kind === 'filesystem') return new FsUserError(s.message, d.path, d.errno, d.exitCode);
+    return new LoraxsError(s.message, s.place);
+  }
   const err = new Error(s.message);
   if (s.stack) err.stack = s.stack;
   return err;
