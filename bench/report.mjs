@@ -26,10 +26,18 @@ function targets(r) {
   for (const m of r.train?.models ?? []) {
     const t = m.torch?.tokens_per_s;
     out.push({
-      target: `training tokens/s ≥ PyTorch (same step, 2 threads): ${m.model}`,
+      target: `training tokens/s ≥ PyTorch (same step, 2 threads): ${m.model} on ${m.backend ?? 'wasm'}`,
       measured: `engine ${f(m.engine.tokens_per_s, 1)} tok/s; no-transpose variant ${f(m.engine_no_transpose.tokens_per_s, 1)}; PyTorch ${f(t, 1)}`,
       ratio: `${f(ratio(m.engine.tokens_per_s, t))}× (variant ${f(ratio(m.engine_no_transpose.tokens_per_s, t))}×)`,
       met: t ? m.engine.tokens_per_s >= t : null,
+    });
+  }
+  for (const q of r.train?.native_vs_wasm ?? []) {
+    out.push({
+      target: `native TensorFlow ≥ 2× wasm training tokens/s: ${q.model}`,
+      measured: `engine ${f(q.native_over_wasm_engine)}×; no-transpose variant ${f(q.native_over_wasm_no_transpose)}×; best ÷ best ${f(q.native_best_over_wasm_best)}×`,
+      ratio: `${f(q.native_over_wasm_engine)}×`,
+      met: q.met,
     });
   }
   if (r.merge?.merge_gbps) {
@@ -94,7 +102,7 @@ function markdown(r) {
       const pk = x.matmul_peak_gflops;
       // The machine's matmul peak: the best float32 GEMM rate measured in the same run (numpy and torch, 2 threads).
       const peak = Math.max(...['numpy_1024^3', '1024^3', '4096x768x3072'].map((k) => pk[k] ?? 0));
-      L.push(`| ${x.model} | ${f(x.engine.tokens_per_s, 1)} | ${f(x.engine_no_transpose.tokens_per_s, 1)} | ${f(x.torch.tokens_per_s, 1)} | ${f(ratio(x.engine.tokens_per_s, x.torch.tokens_per_s))}× | ` +
+      L.push(`| ${x.model} (${x.backend ?? 'wasm'}) | ${f(x.engine.tokens_per_s, 1)} | ${f(x.engine_no_transpose.tokens_per_s, 1)} | ${f(x.torch.tokens_per_s, 1)} | ${f(ratio(x.engine.tokens_per_s, x.torch.tokens_per_s))}× | ` +
         `${f(x.engine.gflops, 1)} (${f(100 * x.engine.gflops / peak, 0)}% of peak) | ${f(x.torch.gflops, 1)} (${f(100 * x.torch.gflops / peak, 0)}%) | ${f(peak, 1)} | ${f(pk.wasm_1024 ?? pk.wasm_1_thread_1024, 1)} (${x.wasm_threads ?? 1}) | ${gb(x.engine.peak_rss_bytes)} | ${gb(x.torch.peak_rss_bytes)} |`);
     }
     const x0 = r.train.models[0];

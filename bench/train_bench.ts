@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '../sidecar/backend/tf';
 import { initBackend, measureMatmulGflops } from '../sidecar/backend/choice';
+import { findNativeInstalls } from '../sidecar/backend/native';
 import { openModelSession, type ModelSession } from '../sidecar/session/model_session';
 import { batchInputs, batchLoss } from '../sidecar/train/evaluation';
 import { accumulateGrads } from '../sidecar/train/grad_accumulate';
@@ -163,6 +164,8 @@ async function measureModel(m: BenchModel): Promise<Record<string, unknown>> {
         step_s: torchStepS, steps_s: torchTimes, tokens_per_s: tokens / torchStepS, gflops: flops.step / torchStepS / 1e9,
         peak_rss_bytes: torchPeak, load: ref.load, threads: 2,
       },
+      backend: (await initBackend()).name,
+      tensorflow_version: (await initBackend()).tensorflowVersion ?? null,
       wasm_threads: (await initBackend()).threads ?? null,
       matmul_peak_gflops: { wasm_1024: wasmGflops, ...(matmul ?? {}) },
     };
@@ -173,38 +176,76 @@ async function measureModel(m: BenchModel): Promise<Record<string, unknown>> {
   }
 }
 
+/**
+ * The tfjs backends measured side by side: wasm always, native TensorFlow when `npm run setup:native` has
+ * built it (LORAXS_BENCH_BACKENDS=wasm,tensorflow chooses). Each model is measured on each backend in turn
+ * (interleaved, so background load affects both alike), each in its own process.
+ */
+function benchBackends(): string[] {
+  const wanted = (process.env.LORAXS_BENCH_BACKENDS ?? 'wasm,tensorflow').split(',').map((x) => x.trim()).filter(Boolean);
+  return wanted.filter((b) => b !== 'tensorflow' || findNativeInstalls().length > 0);
+}
+
+/** Native ÷ wasm tokens/s per model and engine variant; the issue's target is ≥ 2× on every model. */
+export function nativeVsWasm(models: Array<{ model: string; backend?: string; engine: { tokens_per_s: number }; engine_no_transpose: { tokens_per_s: number } }>): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const name of [...new Set(models.map((m) => m.model))]) {
+    const wasm = models.find((m) => m.model === name && (m.backend ?? 'wasm') === 'wasm');
+    const native = models.find((m) => m.model === name && m.backend === 'tensorflow');
+    if (!wasm || !native) continue;
+    const same = native.engine.tokens_per_s / wasm.engine.tokens_per_s;
+    const nativeBest = Math.max(native.engine.tokens_per_s, native.engine_no_transpose.tokens_per_s);
+    const wasmBest = Math.max(wasm.engine.tokens_per_s, wasm.engine_no_transpose.tokens_per_s);
+    out.push({
+      model: name, native_over_wasm_engine: same,
+      native_over_wasm_no_transpose: native.engine_no_transpose.tokens_per_s / wasm.engine_no_transpose.tokens_per_s,
+      native_best_over_wasm_best: nativeBest / wasmBest, target: 2, met: same >= 2,
+    });
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
-  const which = process.argv[2];
+  const [which, backend] = process.argv.slice(2);
   if (which) {
     const m = MODELS.find((x) => x.name === which)!;
-    const { initBackend } = await import('../sidecar/backend/choice');
-    await initBackend();
+    const info = await initBackend(backend);
+    if (backend && info.name !== backend) throw new Error(`backend ${backend} did not initialise: ${info.attempts.map((a) => `${a.candidate}: ${a.why}`).join('; ')}`);
     const result = await measureModel(m);
     fs.mkdirSync(partsDir, { recursive: true });
-    fs.writeFileSync(path.join(partsDir, `train-${m.name}.json`), JSON.stringify(result, null, 2));
+    fs.writeFileSync(path.join(partsDir, `train-${m.name}-${info.name}.json`), JSON.stringify(result, null, 2));
     return;
   }
-  // Parent: write the checkpoints, then measure each model in a fresh process (per-model peak memory).
-  const models: unknown[] = [];
+  // Parent: write the checkpoints, then measure each model on each backend in a fresh process (per-model peak memory).
+  const models: Array<{ model: string; backend?: string; engine: { tokens_per_s: number }; engine_no_transpose: { tokens_per_s: number } }> = [];
   const failures: string[] = [];
   const only = process.env.LORAXS_BENCH_TRAIN_ONLY;
+  const backends = benchBackends();
+  if (!backends.includes('tensorflow')) log('train: native TensorFlow not set up (npm run setup:native); wasm only');
   for (const m of MODELS.filter((x) => !only || x.name.includes(only))) {
     writeBenchModel(m);
-    const out = path.join(partsDir, `train-${m.name}.json`);
-    fs.rmSync(out, { force: true });
-    const r = spawnSync(process.execPath, ['--enable-source-maps', __filename, m.name], { stdio: 'inherit', env: process.env });
-    if (r.status === 0 && fs.existsSync(out)) models.push(JSON.parse(fs.readFileSync(out, 'utf8')));
-    else failures.push(`${m.name}: exit ${r.status ?? r.signal}`);
+    for (const backend of backends) {
+      const out = path.join(partsDir, `train-${m.name}-${backend}.json`);
+      fs.rmSync(out, { force: true });
+      const r = spawnSync(process.execPath, ['--enable-source-maps', __filename, m.name, backend], { stdio: 'inherit', env: { ...process.env, LORAXS_BACKEND: backend } });
+      if (r.status === 0 && fs.existsSync(out)) models.push(JSON.parse(fs.readFileSync(out, 'utf8')));
+      else failures.push(`${m.name} on ${backend}: exit ${r.status ?? r.signal}`);
+    }
   }
   if (only) {
     // A partial run keeps the other models' figures from the last full run.
     const prev = path.join(partsDir, 'train.json');
     if (fs.existsSync(prev)) {
-      const kept = (JSON.parse(fs.readFileSync(prev, 'utf8')).models as Array<{ model: string }>).filter((x) => !x.model.includes(only));
+      const kept = (JSON.parse(fs.readFileSync(prev, 'utf8')).models as typeof models).filter((x) => !x.model.includes(only));
       models.unshift(...kept);
     }
   }
-  writePart('train', { machine: machineInfo(), models, failures });
+  const ratios = nativeVsWasm(models);
+  for (const q of ratios) {
+    log(`train ${q.model}: native ÷ wasm ${(q.native_over_wasm_engine as number).toFixed(2)}× (engine), ${(q.native_over_wasm_no_transpose as number).toFixed(2)}× (no-transpose), ` +
+      `best ÷ best ${(q.native_best_over_wasm_best as number).toFixed(2)}×; target ≥ 2×: ${q.met ? 'met' : 'NOT met'}`);
+  }
+  writePart('train', { machine: machineInfo(), backends, models, native_vs_wasm: ratios, failures });
 }
 
 main().catch((e) => {

@@ -6,6 +6,7 @@
 import * as vscode from 'vscode';
 import { SidecarClient } from './client';
 import { commandTable } from './commands';
+import { registerNativeSetup } from './native_setup';
 import { registerTrainingPanelSerializer } from './panels/training_panel';
 import { registerAnalysisPanelSerializer } from './panels/analysis_panel';
 
@@ -22,6 +23,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Loraxs
   for (const [id, handler] of Object.entries(commandTable(ctx))) {
     context.subscriptions.push(vscode.commands.registerCommand(id, handler));
   }
+  context.subscriptions.push(registerNativeSetup(context, (line) => client?.log(line)));
   context.subscriptions.push(registerTrainingPanelSerializer(context.extensionUri, client));
   context.subscriptions.push(registerAnalysisPanelSerializer(context.extensionUri, client));
   client.start().catch((e: Error) => client?.log(`[client] the sidecar did not start: ${e.message}`));

@@ -11,6 +11,8 @@ const common = { bundle: true, sourcemap: true, logLevel: 'warning', absWorkingD
 
 copyWasmFiles(join(root, 'dist/wasm'));
 cpSync(join(root, 'sidecar/config/loraxs.schema.json'), join(root, 'dist/loraxs.schema.json'));
+// The native backend's set-up script ships beside the bundles for the "Set Up Native Backend" command.
+cpSync(join(root, 'scripts/setup-native.mjs'), join(root, 'dist/setup-native.mjs'));
 
 // Optional native backends: loaded at run time when installed, never bundled.
 const optionalNative = ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu'];

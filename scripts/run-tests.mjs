@@ -1,6 +1,8 @@
 // Bundles the given test files (default: all of test/*.test.ts) into a private folder and runs them
 // with node:test. Usage: node scripts/run-tests.mjs [test/foo.test.ts ...]
 // Several people can run this at once: each run gets its own output folder.
+// The tests run on the wasm backend unless LORAXS_BACKEND names another (a native TensorFlow build from
+// `npm run setup:native` would otherwise be picked up): LORAXS_BACKEND=tensorflow runs them on native.
 import { build } from 'esbuild';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -17,7 +19,7 @@ try {
     external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu'] });
   const built = files.map((f) => join(out, basename(f).replace(/\.ts$/, '.js')));
   const r = spawnSync(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=1', ...built],
-    { stdio: 'inherit', cwd: root, env: { ...process.env, LORAXS_REPO_ROOT: root } });
+    { stdio: 'inherit', cwd: root, env: { ...process.env, LORAXS_REPO_ROOT: root, LORAXS_BACKEND: process.env.LORAXS_BACKEND || 'wasm' } });
   process.exitCode = r.status ?? 1;
 } finally {
   rmSync(out, { recursive: true, force: true });

@@ -52,6 +52,7 @@ await build({ ...node, entryPoints: tests.map((f) => `test/vscode/${f}`), outdir
 
 console.log('== run', tests.join(', '));
 const t = run(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=1', ...tests.map((f) => join(out, f.replace(/\.ts$/, '.js')))], {
-  env: { ...process.env, LORAXS_REPO_ROOT: root, LORAXS_VSIX: vsix, LORAXS_VSCODE_SUITE: join(out, 'suite', 'index.js') },
+  // The suites check the wasm backend's threads; a native build in .cache/ would otherwise be picked.
+  env: { LORAXS_BACKEND: 'wasm', ...process.env, LORAXS_REPO_ROOT: root, LORAXS_VSIX: vsix, LORAXS_VSCODE_SUITE: join(out, 'suite', 'index.js') },
 });
 console.log(`== VS Code tests passed in ${t.toFixed(1)} s`);

@@ -1,6 +1,6 @@
 /**
- * Choosing the TensorFlow.js backend, in order of speed: tfjs-node-gpu (CUDA), tfjs-node (native CPU),
- * WebGPU on a real (non-software) adapter, then wasm with SIMD. The pure-JS `cpu` backend (under
+ * Choosing the TensorFlow.js backend, in order of speed: native TensorFlow (native.ts: the binding that
+ * `npm run setup:native` builds, or an installed tfjs-node / tfjs-node-gpu), then wasm with SIMD. The pure-JS `cpu` backend (under
  * 1 GFLOP/s) is used only when asked for by name, or when everything else failed, and then with a warning.
  * Every attempt is recorded, so `loraxs doctor` can say why each backend was or was not taken.
  */
@@ -10,8 +10,15 @@ import * as tf from './tf';
 import { patchWasmMatMul } from './wasm_matmul';
 import { getThreadsCount, setWasmPaths, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { threadedWasmUnavailable, wasmThreadsWanted, withThreadedWasm } from './wasm_threads';
+import { findNativeInstalls, loadNativeBackend, type NativeBackend } from './native';
 
-export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+
+/**
+ * WebGPU is not offered: @tensorflow/tfjs-backend-webgpu is not bundled, and the only adapters measured
+ * on these machines were software renderers (Dawn on Mesa lavapipe: about 3.7 GFLOP/s, slower than wasm).
+ */
+export const WEBGPU_NOT_OFFERED = 'not offered: @tensorflow/tfjs-backend-webgpu is not bundled in this build (for a GPU use the native backend, `npm run setup:native`)';
 
 export interface BackendAttempt {
   candidate: string;
@@ -25,6 +32,9 @@ export interface BackendInfo {
   attempts: BackendAttempt[];
   /** Bytes the backend can hold; models larger than this are refused before loading. */
   memoryLimitBytes: number;
+  /** tensorflow only: TensorFlow's version (of the libtensorflow loaded) and the folder it came from. */
+  tensorflowVersion?: string;
+  nativeDir?: string;
   /** wasm only: the threads of XNNPACK's pool (1: single-threaded). */
   threads?: number;
   warning?: string;
@@ -48,46 +58,37 @@ export function wasmDirectory(): string {
   return dir + path.sep;
 }
 
-async function tryNative(pkg: string, attempts: BackendAttempt[]): Promise<boolean> {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    require(pkg);
-  } catch (e) {
-    const msg = (e as Error).message.split('\n')[0];
-    const why = /Cannot find module/.test(msg) && msg.includes(pkg)
-      ? 'not installed (optional dependency)'
-      : `installed but failed to load (its native libtensorflow is missing when npm blocks its install script; run \`npm rebuild ${pkg}\` with scripts allowed): ${msg}`;
-    attempts.push({ candidate: pkg, ok: false, why });
-    return false;
+/**
+ * The native TensorFlow backend (native.ts): tfjs-node's binding built by `npm run setup:native` (or an
+ * installed tfjs-node / tfjs-node-gpu), registered into the engine's own tfjs-core.
+ */
+async function tryNative(attempts: BackendAttempt[]): Promise<NativeBackend | undefined> {
+  const problems: string[] = [];
+  const installs = findNativeInstalls(process.env, problems);
+  if (!installs.length) {
+    attempts.push({ candidate: 'tensorflow', ok: false, why: `not set up (run \`npm run setup:native\` to build it from PyPI's TensorFlow wheel)${problems.length ? `: ${problems.join('; ')}` : ''}` });
+    return undefined;
   }
-  const ok = await tf.setBackend('tensorflow');
-  attempts.push({ candidate: pkg, ok, why: ok ? 'native TensorFlow loaded' : 'loaded but the tensorflow backend did not initialise' });
-  return ok;
-}
-
-async function tryWebGpu(attempts: BackendAttempt[]): Promise<boolean> {
-  let gpu: { requestAdapter(): Promise<{ info?: { architecture?: string; description?: string } } | null> } | undefined;
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const webgpu = require('webgpu') as { create(opts: string[]): typeof gpu; globals: object };
-    gpu = webgpu.create([]);
-    Object.assign(globalThis, webgpu.globals);
-  } catch {
-    attempts.push({ candidate: 'webgpu', ok: false, why: 'the `webgpu` package (Dawn) is not installed' });
-    return false;
+  for (const install of installs) {
+    const candidate = `tensorflow (${install.packageName} from ${install.dir})`;
+    let native: NativeBackend;
+    try {
+      native = loadNativeBackend(install);
+    } catch (e) {
+      attempts.push({ candidate, ok: false, why: `failed to load (rerun \`npm run setup:native -- --force\`): ${(e as Error).message.split('\n')[0]}` });
+      continue;
+    }
+    let ok = false;
+    try {
+      ok = await tf.setBackend('tensorflow');
+    } catch (e) {
+      attempts.push({ candidate, ok: false, why: `the tensorflow backend did not initialise: ${(e as Error).message}` });
+      continue;
+    }
+    attempts.push({ candidate, ok, why: ok ? `native TensorFlow ${native.tfVersion} loaded (${install.source})` : 'loaded but tf.setBackend("tensorflow") returned false' });
+    if (ok) return native;
   }
-  const adapter = await gpu!.requestAdapter().catch(() => null);
-  if (!adapter) {
-    attempts.push({ candidate: 'webgpu', ok: false, why: 'no WebGPU adapter' });
-    return false;
-  }
-  const arch = adapter.info?.architecture ?? '';
-  if (arch === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(adapter.info?.description ?? '')) {
-    attempts.push({ candidate: 'webgpu', ok: false, why: `adapter is a software renderer (${adapter.info?.description ?? arch}); slower than wasm` });
-    return false;
-  }
-  attempts.push({ candidate: 'webgpu', ok: false, why: 'a hardware adapter exists but @tensorflow/tfjs-backend-webgpu is not bundled in this build' });
-  return false;
+  return undefined;
 }
 
 async function tryWasm(attempts: BackendAttempt[]): Promise<boolean> {
@@ -139,20 +140,30 @@ async function tryWasm(attempts: BackendAttempt[]): Promise<boolean> {
 
 /**
  * Initialises the fastest backend that works (once per process). `prefer` (or LORAXS_BACKEND) names
- * one backend to use instead: `tensorflow`, `webgpu`, `wasm` or `cpu`.
+ * one backend to use instead: `tensorflow`, `wasm` or `cpu` (`webgpu` is not offered: it is reported and
+ * the usual order is used).
  */
 export async function initBackend(prefer: string | undefined = process.env.LORAXS_BACKEND): Promise<BackendInfo> {
   if (chosen) return chosen;
   const attempts: BackendAttempt[] = [];
+  let notOffered: string | undefined;
+  if (prefer === 'webgpu') {
+    attempts.push({ candidate: 'webgpu', ok: false, why: WEBGPU_NOT_OFFERED });
+    notOffered = `LORAXS_BACKEND=webgpu: WebGPU is ${WEBGPU_NOT_OFFERED}`;
+    prefer = undefined;
+  }
   let name: BackendName | undefined;
+  let native: NativeBackend | undefined;
   if (prefer === 'cpu') {
     await tf.setBackend('cpu');
     name = 'cpu';
     attempts.push({ candidate: 'cpu', ok: true, why: 'asked for by name (pure JavaScript, under 1 GFLOP/s)' });
   } else {
     const order: Array<[BackendName, () => Promise<boolean>]> = [
-      ['tensorflow', async () => (await tryNative('@tensorflow/tfjs-node-gpu', attempts)) || (await tryNative('@tensorflow/tfjs-node', attempts))],
-      ['webgpu', () => tryWebGpu(attempts)],
+      ['tensorflow', async () => {
+        native = await tryNative(attempts);
+        return !!native;
+      }],
       ['wasm', () => tryWasm(attempts)],
     ];
     for (const [candidate, attempt] of order) {
@@ -163,14 +174,18 @@ export async function initBackend(prefer: string | undefined = process.env.LORAX
       }
     }
   }
-  let warning: string | undefined;
+  let warning: string | undefined = notOffered;
   if (!name) {
     await tf.setBackend('cpu');
     name = 'cpu';
     warning = 'every fast backend failed; using the pure-JavaScript cpu backend (about 50x slower than wasm): ' +
       attempts.map((a) => `${a.candidate}: ${a.why}`).join('; ');
   }
-  chosen = { name, attempts, memoryLimitBytes: name === 'wasm' ? WASM_HEAP_LIMIT : Number.POSITIVE_INFINITY, warning, ...(name === 'wasm' ? { threads: getThreadsCount() } : {}) };
+  chosen = {
+    name, attempts, memoryLimitBytes: name === 'wasm' ? WASM_HEAP_LIMIT : Number.POSITIVE_INFINITY, warning,
+    ...(name === 'wasm' ? { threads: getThreadsCount() } : {}),
+    ...(name === 'tensorflow' && native ? { tensorflowVersion: native.tfVersion, nativeDir: native.install.dir } : {}),
+  };
   return chosen;
 }
 
