@@ -27,9 +27,14 @@ import {
   defaultOutput,
 } from './defaults';
 import type { AnalysisConfig } from './defaults';
-import { modelFamilyOf } from './model_family';
+import { modelFamilyOf, positionsOf } from './model_family';
+import { capMessage, listText } from './messages';
+import { firstInvalidUtf8 } from './utf8';
 import { LORAXS_SCHEMA, keysAt, schemaAt, sectionPaths } from './schema';
 import { closestName } from './suggest';
+import { parseModelRef } from '../hub/repo_id';
+import { cachedConfigDir } from '../hub/cached_model';
+import { readHubEnv } from '../hub/hub_env';
 import {
   documentStartRange,
   keyRange,
@@ -52,7 +57,12 @@ export interface ConfigProblem {
   range: Range;
   /** Key path of the offending key or value, e.g. ['training', 'lr'] or ['adapter', 'targets', 2]. */
   path: (string | number)[];
+  /** Texts that could replace the range (the language server offers them as quick fixes). */
+  replacements?: string[];
 }
+
+/** Errors a message from `loadConfig` lists after the first (the rest are counted). */
+const MAX_LISTED_ERRORS = 20;
 
 export interface ParseOptions {
   /** `train`, `eval`, `predict`: `task` and `data` are required (params needs only model and adapter). */
@@ -73,6 +83,7 @@ export interface ParseResult {
 /** The config as YAML gives it after schema validation (snake_case keys). */
 interface RawConfig {
   model: string;
+  revision?: string;
   task?: Task;
   data?: {
     train: string;
@@ -82,6 +93,9 @@ interface RawConfig {
     prompt?: string;
     response?: string;
     label?: string;
+    messages?: string;
+    chat_template?: string;
+    pair_mode?: 'cross' | 'bi';
   };
   adapter: {
     rank?: number;
@@ -107,9 +121,12 @@ interface RawConfig {
     dropout?: number | null;
     shuffle?: boolean;
     seed?: number;
-    eval_every?: 'epoch' | number;
+    eval_every?: 'epoch' | 'end' | number;
+    eval_at_start?: boolean;
+    eval_generate?: { max_tokens?: number; answer_pattern?: string; limit?: number | null };
   };
   output?: string;
+  compute?: { backend?: 'auto' | 'wasm' | 'tensorflow' | 'torch'; python?: string; processes?: number; mixed_precision?: 'no' | 'bf16' | 'fp16'; gradient_checkpointing?: boolean };
   analysis?: {
     fractions?: number[];
     regions?: Array<'top' | 'middle' | 'bottom'>;
@@ -133,6 +150,22 @@ function validator(): ValidateFunction {
  */
 export function parseConfigText(text: string, file: string, opts: ParseOptions = {}): ParseResult {
   const absFile = path.resolve(file);
+  // Text decoded from bytes that are not UTF-8 holds U+FFFD where they were (loadConfig reports the byte).
+  const replaced = text.indexOf('\uFFFD');
+  if (replaced >= 0) {
+    const before = text.slice(0, replaced);
+    const line = before.split('\n').length - 1;
+    const character = replaced - (before.lastIndexOf('\n') + 1);
+    return {
+      config: null,
+      problems: [{
+        message: 'the config is not valid UTF-8: it has bytes here that are not UTF-8 (shown as \uFFFD); save the file as UTF-8',
+        severity: 'error',
+        range: { start: { line, character }, end: { line, character: character + 1 } },
+        path: [],
+      }],
+    };
+  }
   const pd = parseWithPositions(text);
   const problems: ConfigProblem[] = [];
 
@@ -157,11 +190,21 @@ export function parseConfigText(text: string, file: string, opts: ParseOptions =
     return { config: null, problems };
   }
 
+  // `adapter: none`: a head-only baseline; the adapter section's defaults stand in for the schema.
+  const adapterNone = typeof data === 'object' && !Array.isArray(data) && (data as { adapter?: unknown }).adapter === 'none';
+  if (adapterNone) (data as { adapter: unknown }).adapter = {};
   const validate = validator();
   if (!validate(data)) problems.push(...schemaProblems(pd, data, validate.errors ?? []));
   if (problems.some((p) => p.severity === 'error')) return { config: null, problems: dedupe(problems) };
 
   const config = buildConfig(pd, data as RawConfig, absFile, opts, problems);
+  if (adapterNone) {
+    config.headOnly = true;
+    if (config.task === 'causal-lm') {
+      problems.push({ message: 'adapter: none trains only a classification or regression head; a causal-lm has no head to train: nothing to train',
+        severity: 'error', range: locateValue(pd, ['adapter']).range, path: ['adapter'] });
+    }
+  }
   const hasError = problems.some((p) => p.severity === 'error');
   return { config: hasError ? null : config, problems: dedupe(problems) };
 }
@@ -172,21 +215,25 @@ export function parseConfigText(text: string, file: string, opts: ParseOptions =
  */
 export function loadConfig(file: string, opts: ParseOptions & { onWarning?: (p: ConfigProblem) => void } = {}): ParsedConfig {
   const absFile = path.resolve(file);
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = fs.readFileSync(absFile, 'utf8');
+    bytes = fs.readFileSync(absFile);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a folder' : (e as Error).message;
     throw new LoraxsError(`cannot read the config file: ${why}`, { file: absFile });
   }
+  const notUtf8 = firstInvalidUtf8(bytes);
+  if (notUtf8) throw new LoraxsError(notUtf8.message, { file: absFile, line: notUtf8.line, column: notUtf8.column });
+  const text = bytes.toString('utf8');
   const { config, problems } = parseConfigText(text, absFile, opts);
   const errors = problems.filter((p) => p.severity === 'error');
   if (errors.length > 0 || !config) {
     const [first, ...rest] = errors;
-    const more = rest.map((p) => `\n  ${placeText(absFile, p)}: ${p.message}`).join('');
+    const listed = rest.slice(0, MAX_LISTED_ERRORS).map((p) => `\n  ${placeText(absFile, p)}: ${capMessage(p.message, 512)}`).join('');
+    const unlisted = rest.length > MAX_LISTED_ERRORS ? `\n  … and ${rest.length - MAX_LISTED_ERRORS} more errors` : '';
     const count = rest.length > 0 ? ` (${errors.length} errors in this config)` : '';
-    throw new LoraxsError(`${first.message}${count}${more}`, problemPlace(absFile, first));
+    throw new LoraxsError(`${capMessage(first.message, 1024)}${count}${listed}${unlisted}`, problemPlace(absFile, first));
   }
   if (opts.onWarning) for (const p of problems) if (p.severity === 'warning') opts.onWarning(p);
   return config;
@@ -222,6 +269,13 @@ function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
 
 // ---------------------------------------------------------------------------------------------------
 // YAML syntax
+
+/** The YAML syntax errors and warnings of a text, nothing else (for documents too large for full checks). */
+export function syntaxProblems(text: string): ConfigProblem[] {
+  const pd = parseWithPositions(text);
+  const problems = [...pd.doc.errors.map((e) => yamlProblem(pd, e, 'error')), ...pd.doc.warnings.map((w) => yamlProblem(pd, w, 'warning'))];
+  return dedupe(problems);
+}
 
 function yamlProblem(pd: PositionedDocument, e: YAMLError, severity: 'error' | 'warning'): ConfigProblem {
   const [start, reportedEnd] = e.pos;
@@ -286,7 +340,7 @@ const TYPE_WORDS: Record<string, string> = {
 /** Messages for keys whose schema is a `oneOf`, where Ajv's per-branch errors would confuse. */
 const ONE_OF_MESSAGES: Record<string, string> = {
   'data.text': 'must be a field name, or a list of two field names for sentence pairs',
-  'training.eval_every': "must be 'epoch' or a number of steps (an integer >= 1)",
+  'training.eval_every': "must be 'epoch', 'end' or a number of steps (an integer >= 1)",
 };
 
 function sectionWords(keyPath: KeyPath): string {
@@ -364,7 +418,7 @@ function schemaProblems(pd: PositionedDocument, data: unknown, errors: ErrorObje
         const allowed = ((e.params as { allowedValues: unknown[] }).allowedValues ?? []).map(String);
         const suggestion = typeof value === 'string' ? closestName(value, allowed) : null;
         problems.push(valueProblem(
-          `${where} must be one of ${allowed.join(', ')} (got ${describeValue(value)}${suggestion ? `; did you mean '${suggestion}'?` : ''})`,
+          `${where} must be one of ${listText(allowed)} (got ${describeValue(value)}${suggestion ? `; did you mean '${suggestion}'?` : ''})`,
         ));
         break;
       }
@@ -432,14 +486,20 @@ function buildConfig(
     problems.push({ message, severity: 'warning', range, path: [...keyPath] });
   };
 
-  const model = resolvePath(dir, raw.model);
-  const family = opts.readModel === false ? null : modelFamilyOf(model);
+  // A folder that exists wins; `org/name` otherwise is a hub id, resolved by the engine (engine/model_source.ts).
+  // Its family comes from the cached config.json when there is one (nothing is fetched here).
+  const ref = raw.model.startsWith('~') ? { kind: 'folder' as const, path: resolvePath(dir, raw.model) } : parseModelRef(raw.model, dir);
+  const hubModel = ref.kind === 'hub' ? { id: ref.id, revision: raw.revision ?? null } : null;
+  const model = ref.kind === 'hub' ? ref.id : ref.path;
+  if (raw.revision !== undefined && !hubModel) warning(`revision applies to a Hugging Face hub id in model:, and ${model} is a folder: it is ignored`, ['revision']);
+  const modelDir = !hubModel ? model : opts.readModel === false ? undefined : cachedConfigDir(readHubEnv().hubCache, hubModel.id, hubModel.revision ?? 'main');
+  const family = opts.readModel === false || modelDir === undefined ? null : modelFamilyOf(modelDir);
   const d = raw.data;
 
   // Task: explicit, else implied by prompt/response data or by a decoder model.
   let task: Task;
   if (raw.task) task = raw.task;
-  else if (d && (d.prompt !== undefined || d.response !== undefined)) task = 'causal-lm';
+  else if (d && (d.prompt !== undefined || d.response !== undefined || d.messages !== undefined)) task = 'causal-lm';
   else task = family?.kind === 'decoder' ? 'causal-lm' : 'classification';
   if (opts.requireTraining) {
     if (!raw.task) {
@@ -471,8 +531,17 @@ function buildConfig(
       prompt: d.prompt ?? null,
       response: d.response ?? null,
       label: d.label ?? null,
+      ...(d.messages !== undefined ? { messages: d.messages } : {}),
+      ...(d.chat_template !== undefined
+        ? { chatTemplate: d.chat_template.includes('{{') || d.chat_template.includes('{%') ? d.chat_template : resolvePath(dir, d.chat_template) }
+        : {}),
     };
     if (task === 'causal-lm') data.label = null;
+    if (d.pair_mode !== undefined) {
+      data.pairMode = d.pair_mode;
+      if (task === 'causal-lm') warning('data.pair_mode is ignored for causal-lm', ['data', 'pair_mode']);
+      else if (!Array.isArray(d.text)) warning('data.pair_mode applies to sentence pairs (data.text: [a, b]); a single text is encoded as it is', ['data', 'pair_mode']);
+    }
   }
 
   const a = raw.adapter;
@@ -495,10 +564,34 @@ function buildConfig(
 
   const t = raw.training ?? {};
   const lr = t.lr ?? TRAINING_DEFAULTS.lr;
+  const headLr = t.head_lr ?? lr;
+  let maxLength = t.max_length ?? TRAINING_DEFAULTS.maxLength;
+  const positions = family ? positionsOf(family) : undefined;
+  if (family && positions !== undefined && positions >= 2 && maxLength > positions) {
+    if (t.max_length === undefined) {
+      // The default never asks for more positions than the model has.
+      maxLength = positions;
+    } else {
+      const offset = family.modelType === 'roberta' ? ` (max_position_embeddings ${family.maxPositionEmbeddings} minus RoBERTa's ${family.maxPositionEmbeddings! - positions} padding positions)` : '';
+      const range = locateValue(pd, ['training', 'max_length']).range;
+      if (family.kind === 'encoder') {
+        problems.push({
+          message: `training.max_length ${maxLength} exceeds the model's ${positions} positions${offset}: inputs that long cannot be encoded; set it to at most ${positions}`,
+          severity: 'error', range, path: ['training', 'max_length'], replacements: [String(positions)],
+        });
+      } else {
+        problems.push({
+          message: `training.max_length ${maxLength} exceeds the ${positions} positions ${family.modelType} was trained with (max_position_embeddings): rotary positions run past them, but quality usually drops; consider at most ${positions}`,
+          severity: 'warning', range, path: ['training', 'max_length'], replacements: [String(positions)],
+        });
+      }
+    }
+  }
   const an = raw.analysis ?? {};
   return {
     file: absFile,
     model,
+    ...(hubModel ? { hubModel } : {}),
     task,
     data,
     adapter: {
@@ -520,18 +613,29 @@ function buildConfig(
       gradAccumSteps: t.grad_accum_steps ?? TRAINING_DEFAULTS.gradAccumSteps,
       optimizer: t.optimizer ?? TRAINING_DEFAULTS.optimizer,
       lr,
-      headLr: t.head_lr ?? lr,
+      headLr,
       weightDecay: t.weight_decay ?? TRAINING_DEFAULTS.weightDecay,
       warmupRatio: t.warmup_ratio ?? TRAINING_DEFAULTS.warmupRatio,
       schedule: t.schedule ?? TRAINING_DEFAULTS.schedule,
       maxGradNorm: t.max_grad_norm ?? TRAINING_DEFAULTS.maxGradNorm,
-      maxLength: t.max_length ?? TRAINING_DEFAULTS.maxLength,
+      maxLength,
       dropout: t.dropout ?? TRAINING_DEFAULTS.dropout,
       shuffle: t.shuffle ?? TRAINING_DEFAULTS.shuffle,
       seed: t.seed ?? TRAINING_DEFAULTS.seed,
       evalEvery: t.eval_every ?? TRAINING_DEFAULTS.evalEvery,
+      evalAtStart: t.eval_at_start ?? true,
+      ...(t.eval_generate ? { evalGenerate: {
+        maxTokens: t.eval_generate.max_tokens ?? 32, answerPattern: t.eval_generate.answer_pattern ?? 'gsm8k', limit: t.eval_generate.limit ?? null,
+      } } : {}),
     },
     output: raw.output ? resolvePath(dir, raw.output) : defaultOutput(absFile),
+    compute: {
+      backend: raw.compute?.backend ?? 'auto',
+      python: raw.compute?.python ? resolvePath(dir, raw.compute.python) : null,
+      processes: raw.compute?.processes ?? 1,
+      mixedPrecision: raw.compute?.mixed_precision ?? 'no',
+      gradientCheckpointing: raw.compute?.gradient_checkpointing ?? false,
+    },
     analysis: {
       fractions: an.fractions ?? [...ANALYSIS_DEFAULTS.fractions],
       regions: an.regions ?? [...ANALYSIS_DEFAULTS.regions],
@@ -552,6 +656,13 @@ function checkDataFields(
   warning: Report,
 ): void {
   const because = taskGiven ? `task ${task}` : `task ${task} (the default here; set task: to change it)`;
+  if (d.messages !== undefined || d.chat_template !== undefined) {
+    if (task !== 'causal-lm') error(`data.${d.messages !== undefined ? 'messages' : 'chat_template'} is for causal-lm only`, ['data', d.messages !== undefined ? 'messages' : 'chat_template']);
+    else if (d.messages !== undefined && (d.text !== undefined || d.prompt !== undefined || d.response !== undefined)) {
+      error('give data.messages alone, not with data.text or data.prompt + data.response', ['data', 'messages']);
+    }
+    if (task === 'causal-lm' && d.messages !== undefined) return;
+  }
   if (task === 'causal-lm') {
     const hasPrompt = d.prompt !== undefined;
     const hasResponse = d.response !== undefined;
@@ -563,7 +674,7 @@ function checkDataFields(
       error('give either data.text or data.prompt + data.response, not both', ['data', 'text']);
     }
     if (d.text === undefined && !hasPrompt && !hasResponse) {
-      error(`${because} needs data.text (train on every token) or data.prompt + data.response`, ['data']);
+      error(`${because} needs data.text (train on every token) or data.prompt + data.response (or data.messages for chat)`, ['data']);
     }
     if (Array.isArray(d.text)) error('causal-lm takes one text field, not a pair', ['data', 'text'], 'value');
     if (d.label !== undefined) warning('data.label is ignored for causal-lm', ['data', 'label']);
@@ -592,7 +703,7 @@ function checkDataFields(
       if (columns.includes(field)) continue;
       const suggestion = closestName(field, columns);
       error(
-        `${formatKeyPath(keyPath)} '${field}' is not one of data.columns (${columns.join(', ')})${suggestion ? `; did you mean '${suggestion}'?` : ''}`,
+        `${formatKeyPath(keyPath)} '${field}' is not one of data.columns (${listText(columns)})${suggestion ? `; did you mean '${suggestion}'?` : ''}`,
         keyPath,
         'value',
       );

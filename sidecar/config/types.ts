@@ -17,6 +17,12 @@ export interface DataConfig {
   response: string | null;
   /** Classification / regression target field. */
   label: string | null;
+  /** causal-lm: a field of OpenAI-style message lists, rendered with the chat template (loss on assistant turns). */
+  messages?: string | null;
+  /** The chat template: the template text, or a .jinja / tokenizer_config.json file (absolute); null: the model's. */
+  chatTemplate?: string | null;
+  /** Sentence pairs: `cross` or `bi`; null/absent: the model family's default (session/pair_mode.ts). */
+  pairMode?: 'cross' | 'bi' | null;
 }
 
 export interface SvdConfig {
@@ -53,16 +59,57 @@ export interface TrainingConfig {
   dropout: number | null; // null: the model's own
   shuffle: boolean; // true
   seed: number; // 0
-  evalEvery: 'epoch' | number; // epoch
+  evalEvery: 'epoch' | 'end' | number; // epoch
+  /** Evaluate the starting point as step 0 (default true). */
+  evalAtStart?: boolean;
+  /** causal-lm: generate for validation prompts and score exact match of the extracted answer; null: off. */
+  evalGenerate?: EvalGenerateConfig | null;
+}
+
+export interface EvalGenerateConfig {
+  /** New tokens per validation prompt. */
+  maxTokens: number;
+  /** `gsm8k` (the number after `####`) or a regex whose first group (else whole match) is the answer. */
+  answerPattern: string;
+  /** Validation rows scored at most (default: all). */
+  limit: number | null;
+}
+
+/** A hub id from `model:` with its `revision:` (null: `main`); `commit` once resolved. */
+export interface HubModelRef {
+  id: string;
+  revision: string | null;
+  /** The commit the revision resolved to (set by the engine when it resolves the id). */
+  commit?: string;
 }
 
 export interface RunConfig {
   /** Absolute path of the config file. */
   file: string;
+  /**
+   * The model folder (absolute). For a hub id (`hubModel` set) it is the id itself until the engine
+   * resolves it (engine/model_source.ts), then the snapshot folder in the Hugging Face cache.
+   */
   model: string;
+  /** Set when `model:` is a Hugging Face hub id rather than a folder on disk. */
+  hubModel?: HubModelRef | null;
   task: Task;
   data: DataConfig | null;
   adapter: AdapterConfig;
   training: TrainingConfig;
+  /** `adapter: none`: train only the classification / regression head (a baseline). */
+  headOnly?: boolean;
   output: string;
+  /** The `compute:` section (defaults filled in by parse.ts); absent in configs built by hand. */
+  compute?: ComputeConfig;
+}
+
+/** `compute:`: the engine's backends or PyTorch + Accelerate through `loraxs launch`. */
+export interface ComputeConfig {
+  backend: 'auto' | 'wasm' | 'tensorflow' | 'torch'; // auto
+  /** The trainer's Python (absolute); null: the repository's .venv-trainer, else python3. */
+  python: string | null;
+  processes: number; // 1
+  mixedPrecision: 'no' | 'bf16' | 'fp16'; // no
+  gradientCheckpointing: boolean; // false
 }

@@ -13,7 +13,9 @@ import { initBackend } from '../backend/choice';
 import { SetTrustedNotification, StatusNotification } from '../protocol';
 import type { InitializationOptions } from '../protocol';
 import { isConfigUri, uriToPath } from './config_uri';
-import { DiagnosticsScheduler, lintConfig, toDiagnostic } from './diagnostics';
+import { DiagnosticsScheduler, isTooLargeToLint, lintConfig, lintLargeConfig, toDiagnostic } from './diagnostics';
+import { guardRequests, requestChecks } from './request_params';
+import { WorkspaceRoots } from './workspace_roots';
 import { hoverAt } from './hover';
 import { completionsAt } from './completion';
 import { codeLenses } from './code_lens';
@@ -35,6 +37,7 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
   let backend: string | undefined;
   let threads: number | undefined;
   let canRefreshLenses = false;
+  let canWatchFolders = false;
   let state: StatusNotification.Params = { state: 'starting' };
 
   const log = (message: string): void => connection.console.log(message);
@@ -51,32 +54,66 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
     state = s;
     void connection.sendNotification(StatusNotification.type, s);
   };
-  const configDoc = (uri: string): TextDocument | undefined => (isConfigUri(uri) ? documents.get(uri) : undefined);
+  const roots = new WorkspaceRoots();
+  /**
+   * Whether the server handles a document: a `*.loraxs.yaml` file, or an untitled YAML document (which
+   * names no file, so it gets syntax and schema checks only).
+   */
+  const handles = (doc: TextDocument): boolean => isConfigUri(doc.uri) || (doc.uri.startsWith('untitled:') && doc.languageId === 'yaml');
+  const configDoc = (uri: string): TextDocument | undefined => {
+    const doc = typeof uri === 'string' ? documents.get(uri) : undefined;
+    return doc && handles(doc) ? doc : undefined;
+  };
+  /** Only saved files are read against the disk (model folder, data files); other schemes: syntax and schema. */
+  const diskChecks = (uri: string): boolean => trusted && uri.startsWith('file:');
+  /** A document small enough for everything beyond syntax (hover, completion, lenses). */
+  const fullDoc = (uri: string): TextDocument | undefined => {
+    const doc = configDoc(uri);
+    return doc && !isTooLargeToLint(doc.getText()) ? doc : undefined;
+  };
+  const largeChecks = new Map<string, () => void>();
 
   const publish = (uri: string): void => {
     const doc = configDoc(uri);
     if (!doc) return;
-    const diagnostics = safe(`diagnostics of ${uri}`, [], () => lintConfig(doc.getText(), uriToPath(uri), trusted).map(toDiagnostic));
+    largeChecks.get(uri)?.();
+    largeChecks.delete(uri);
+    const text = doc.getText();
+    if (isTooLargeToLint(text)) {
+      const check = lintLargeConfig(text, opts.workerScript);
+      largeChecks.set(uri, check.cancel);
+      const version = doc.version;
+      void check.done.then((problems) => {
+        if (largeChecks.get(uri) === check.cancel) largeChecks.delete(uri);
+        if (documents.get(uri)?.version !== version) return;
+        void connection.sendDiagnostics({ uri, version, diagnostics: problems.map(toDiagnostic) });
+      });
+      return;
+    }
+    const diagnostics = safe(`diagnostics of ${uri}`, [], () => lintConfig(text, uriToPath(uri), diskChecks(uri)).map(toDiagnostic));
     void connection.sendDiagnostics({ uri, version: doc.version, diagnostics });
   };
   let scheduler = new DiagnosticsScheduler(DEFAULT_DIAGNOSTICS_DELAY_MS, publish);
   const relintAll = (): void => {
-    for (const doc of documents.all()) if (isConfigUri(doc.uri)) publish(doc.uri);
+    for (const doc of documents.all()) if (handles(doc)) publish(doc.uri);
     if (canRefreshLenses) void connection.sendRequest(CodeLensRefreshRequest.type).catch(() => undefined);
   };
 
   /** The status a job reports (busy, then idle), with the backend the server initialised. */
   const jobStatus = (s: StatusNotification.Params['state'], message?: string): void => sendStatus({ state: s, backend, threads, message });
 
+  // The custom requests' handlers see a connection that checks their params first (request_params.ts).
+  const guarded = guardRequests(connection, requestChecks(roots));
+
   const jobs = new JobService({
-    connection,
+    connection: guarded,
     workerScript: opts.workerScript,
     trusted: () => trusted,
     status: jobStatus,
   });
 
   const analyses = new AblationService({
-    connection,
+    connection: guarded,
     workerScript: opts.workerScript,
     trusted: () => trusted,
     status: jobStatus,
@@ -85,6 +122,8 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
   connection.onInitialize((params): InitializeResult => {
     const init = (params.initializationOptions ?? {}) as InitializationOptions;
     trusted = init.trusted === true;
+    roots.initialize(params);
+    canWatchFolders = params.capabilities.workspace?.workspaceFolders === true;
     if (typeof init.diagnosticsDelayMs === 'number' && init.diagnosticsDelayMs >= 0) {
       scheduler = new DiagnosticsScheduler(init.diagnosticsDelayMs, publish);
     }
@@ -97,6 +136,7 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
         completionProvider: { triggerCharacters: [' ', '[', ','], resolveProvider: false },
         codeLensProvider: { resolveProvider: false },
         codeActionProvider: { codeActionKinds: [CodeActionKind.QuickFix] },
+        workspace: { workspaceFolders: { supported: true, changeNotifications: true } },
       },
       serverInfo: { name: 'loraxs-sidecar', version: '0.1.0' },
     };
@@ -104,6 +144,9 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
 
   connection.onInitialized(() => {
     sendStatus({ state: 'starting' });
+    if (canWatchFolders) {
+      safe('workspace folders', undefined, () => connection.workspace.onDidChangeWorkspaceFolders((e) => safe('workspace folders', undefined, () => roots.change(e))));
+    }
     initBackend().then(
       (info) => {
         backend = info.name;
@@ -120,6 +163,10 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
   });
 
   connection.onNotification(SetTrustedNotification.type, (p) => safe('setTrusted', undefined, () => {
+    if (typeof p?.trusted !== 'boolean') {
+      connection.console.warn(`${SetTrustedNotification.method}: trusted must be true or false, got ${JSON.stringify(p?.trusted) ?? 'nothing'}; ignored`);
+      return;
+    }
     if (trusted === p.trusted) return;
     trusted = p.trusted;
     log(`workspace is now ${trusted ? 'trusted' : 'untrusted'}`);
@@ -128,31 +175,42 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
 
   documents.onDidOpen((e) => safe('open', undefined, () => publish(e.document.uri)));
   documents.onDidChangeContent((e) => {
-    if (isConfigUri(e.document.uri)) scheduler.schedule(e.document.uri);
+    if (handles(e.document)) scheduler.schedule(e.document.uri);
   });
   documents.onDidSave((e) => safe('save', undefined, () => publish(e.document.uri)));
   documents.onDidClose((e) => {
     scheduler.cancel(e.document.uri);
-    if (isConfigUri(e.document.uri)) void connection.sendDiagnostics({ uri: e.document.uri, diagnostics: [] });
+    largeChecks.get(e.document.uri)?.();
+    largeChecks.delete(e.document.uri);
+    if (handles(e.document)) void connection.sendDiagnostics({ uri: e.document.uri, diagnostics: [] });
   });
 
+  const validPosition = (pos: unknown): pos is { line: number; character: number } =>
+    pos !== null && typeof pos === 'object' && Number.isInteger((pos as { line: unknown }).line) && Number.isInteger((pos as { character: unknown }).character)
+    && (pos as { line: number }).line >= 0 && (pos as { character: number }).character >= 0;
   connection.onHover((p) => safe('hover', null, () => {
-    const doc = configDoc(p.textDocument.uri);
-    return doc ? hoverAt(doc.getText(), uriToPath(doc.uri), doc.offsetAt(p.position), trusted) : null;
+    const doc = fullDoc(p?.textDocument?.uri);
+    if (!doc || !validPosition(p.position)) return null;
+    return hoverAt(doc.getText(), uriToPath(doc.uri), doc.offsetAt(p.position), diskChecks(doc.uri));
   }));
   connection.onCompletion((p) => safe('completion', [], () => {
-    const doc = configDoc(p.textDocument.uri);
-    return doc ? completionsAt(doc.getText(), uriToPath(doc.uri), p.position.line, p.position.character, trusted) : [];
+    const doc = fullDoc(p?.textDocument?.uri);
+    if (!doc || !validPosition(p.position)) return [];
+    return completionsAt(doc.getText(), uriToPath(doc.uri), p.position.line, p.position.character, diskChecks(doc.uri));
   }));
   connection.onCodeLens((p) => safe('code lens', [], () => {
-    const doc = configDoc(p.textDocument.uri);
-    return doc ? codeLenses(doc.uri, doc.getText(), uriToPath(doc.uri), trusted) : [];
+    const doc = fullDoc(p?.textDocument?.uri);
+    return doc ? codeLenses(doc.uri, doc.getText(), uriToPath(doc.uri), diskChecks(doc.uri)) : [];
   }));
-  connection.onCodeAction((p) => safe('code action', [], () => (configDoc(p.textDocument.uri) ? quickFixes(p.textDocument.uri, p.context.diagnostics) : [])));
+  connection.onCodeAction((p) => safe('code action', [], () => {
+    const uri = p?.textDocument?.uri;
+    if (!configDoc(uri) || !Array.isArray(p.context?.diagnostics)) return [];
+    return quickFixes(uri, p.context.diagnostics);
+  }));
 
   jobs.register();
   analyses.register();
-  registerRunInfo(connection, documents, () => trusted);
+  registerRunInfo(guarded, documents, () => trusted, roots);
 
   connection.onShutdown(async () => {
     scheduler.dispose();

@@ -10,6 +10,8 @@ import type { LinearModule, ModelConfig } from '../models/types';
 import { openCheckpoint } from '../io/model_folder';
 import { readModelConfig } from '../io/model_config';
 import { linearModulesOf } from '../models/linear_modules';
+import type { SafetensorsHeader } from '../io/safetensors';
+import { hubModelState } from './hub_models';
 
 export interface ModelInfo {
   dir: string;
@@ -45,7 +47,7 @@ function signatureOf(dir: string): string {
   }).join('|');
 }
 
-function read(dir: string): ModelInfo | LoraxsError {
+function read(dir: string, headers?: ReadonlyMap<string, SafetensorsHeader>): ModelInfo | LoraxsError {
   if (!fs.existsSync(dir)) return new LoraxsError(`model folder ${dir} does not exist`, { file: dir });
   if (!fs.statSync(dir).isDirectory()) return new LoraxsError(`model ${dir} is a file, not a folder`, { file: dir });
   try {
@@ -53,7 +55,7 @@ function read(dir: string): ModelInfo | LoraxsError {
     let checkpointError: LoraxsError | null = null;
     let bertPooler = true;
     try {
-      const ckpt = openCheckpoint(dir);
+      const ckpt = openCheckpoint(dir, headers);
       config = ckpt.config;
       bertPooler = ckpt.tensors.has('bert.pooler.dense.weight');
     } catch (e) {
@@ -72,12 +74,24 @@ function read(dir: string): ModelInfo | LoraxsError {
  * The model folder's info, or the LoraxsError that says why it cannot be read (folder missing, no or
  * invalid config.json, unsupported model type). Never loads weights.
  */
-export function modelInfo(dir: string): ModelInfo | LoraxsError {
+export function modelInfo(dir: string, headers?: ReadonlyMap<string, SafetensorsHeader>): ModelInfo | LoraxsError {
   const abs = path.resolve(dir);
-  const signature = signatureOf(abs);
+  const signature = `${signatureOf(abs)}|${[...headers?.keys() ?? []].join(',')}`;
   const hit = cache.get(abs);
   if (hit && hit.signature === signature) return hit.info;
-  const info = read(abs);
+  const info = read(abs, headers);
   cache.set(abs, { signature, info });
   return info;
+}
+
+/**
+ * The info of a config's model: its folder, or for a hub id (`hubModel`) the cached snapshot with its
+ * safetensors headers (hub_models.ts); null while a hub model's headers are being fetched.
+ */
+export function configModelInfo(config: { model: string; hubModel?: { id: string; revision: string | null } | null }): ModelInfo | LoraxsError | null {
+  if (!config.hubModel) return modelInfo(config.model);
+  const state = hubModelState(config.hubModel.id, config.hubModel.revision);
+  if (state.kind === 'pending') return null;
+  if (state.kind === 'error') return state.error;
+  return modelInfo(state.dir, state.headers);
 }

@@ -17,7 +17,8 @@ import { keyMatches, longestMatch, rankFor, closestSuffixes } from '../loraxs/ta
 import { OTHER_FAMILY_KEYS, moduleTypeKeys, targetKeysOf } from '../loraxs/target_keys';
 import { modelInfo } from './model_info';
 import type { ModelInfo } from './model_info';
-import { previewTable } from './data_preview';
+import { PREVIEW_ROWS, previewTable } from './data_preview';
+import { listText } from '../config/messages';
 
 /** A problem with, optionally, texts that could replace its range (offered as quick fixes). */
 export interface LintProblem extends ConfigProblem {
@@ -55,7 +56,7 @@ export function semanticProblems(config: ParsedConfig, pd: PositionedDocument): 
     if (info.checkpointError) report.add('error', info.checkpointError.message, ['model'], 'value');
     checkTaskFitsModel(config, info, report);
     checkTargetsAndRanks(config, info.modules, report);
-    checkMaxLength(config, info, report);
+    // max_length against the model's positions: config/parse.ts (it reads config.json when trusted).
   }
   if (config.data) checkData(config, report);
   return report.problems;
@@ -128,18 +129,6 @@ function checkTargetsAndRanks(config: ParsedConfig, modules: readonly LinearModu
   }
 }
 
-function checkMaxLength(config: ParsedConfig, info: ModelInfo, report: Reporter): void {
-  const c = info.config;
-  // RoBERTa's positions start after the padding index (as models/bert.ts computes).
-  const positions = c.modelType === 'roberta' ? c.maxPositionEmbeddings - (c.padTokenId ?? 1) - 1 : c.maxPositionEmbeddings;
-  const maxLength = config.training.maxLength;
-  if (maxLength <= positions) return;
-  const written = report.has(['training', 'max_length']);
-  report.add('warning',
-    `${written ? 'training.max_length' : 'the default max_length'} ${maxLength} exceeds the model's ${positions} positions: an example that long stops training; set training.max_length to at most ${positions}`,
-    written ? ['training', 'max_length'] : ['model'], 'value', [String(positions)]);
-}
-
 /** The data fields a config reads, with their key paths. */
 function fieldsOf(config: ParsedConfig): Array<[KeyPath, string]> {
   const d = config.data!;
@@ -157,6 +146,7 @@ function checkData(config: ParsedConfig, report: Reporter): void {
   const d = config.data!;
   const files: Array<['train' | 'validation', string]> = [['train', d.train]];
   if (d.validation) files.push(['validation', d.validation]);
+  let trainTable: DataTable | undefined;
   for (const [key, file] of files) {
     const table = previewTable(file, d.columns);
     if (table instanceof LoraxsError) {
@@ -166,7 +156,25 @@ function checkData(config: ParsedConfig, report: Reporter): void {
     }
     const columnsOk = checkColumns(config, table, key, report);
     if (key === 'train' && columnsOk) checkLabels(config, table, report);
+    if (key === 'train') trainTable = table;
   }
+  // Only for a run that can start: with an error in the config, the schedule is not the news.
+  if (trainTable && !report.problems.some((p) => p.severity === 'error')) checkSomeUpdateLearns(config, trainTable, report);
+}
+
+/**
+ * With a data file small enough to be read whole by the preview: a run of one update whose warmup gives it
+ * lr 0 (the schedule's first multiplier is 0 during warmup) changes nothing.
+ */
+function checkSomeUpdateLearns(config: ParsedConfig, table: DataTable, report: Reporter): void {
+  const t = config.training;
+  if (t.lr === 0 || t.warmupRatio <= 0 || table.rows.length === 0 || table.rows.length >= PREVIEW_ROWS) return;
+  const perEpoch = Math.ceil(Math.ceil(table.rows.length / t.batchSize) / t.gradAccumSteps);
+  if (perEpoch * t.epochs !== 1) return;
+  const where: KeyPath = report.has(['training', 'warmup_ratio']) ? ['training', 'warmup_ratio'] : report.has(['training']) ? ['training'] : ['data', 'train'];
+  report.add('warning',
+    `this run makes a single update (${table.rows.length} training rows, batch_size ${t.batchSize}${t.gradAccumSteps > 1 ? ` × grad_accum_steps ${t.gradAccumSteps}` : ''}, ${t.epochs} epoch), and warmup_ratio ${t.warmupRatio} gives that update lr 0: nothing is learned; set warmup_ratio: 0, a smaller batch_size or more epochs`,
+    where, where.length === 2 ? 'value' : 'key', where[1] === 'warmup_ratio' ? ['0'] : undefined);
 }
 
 /** Reports fields missing from the file's columns; true when every field is there. */
@@ -180,7 +188,7 @@ function checkColumns(config: ParsedConfig, table: DataTable, which: string, rep
     ok = false;
     const near = closestName(field, table.columns);
     report.add('error',
-      `column '${field}' is not in ${which === 'train' ? '' : 'the validation file '}${name} (its columns: ${table.columns.join(', ')})${near ? `; did you mean '${near}'?` : ''}`,
+      `column '${field}' is not in ${which === 'train' ? '' : 'the validation file '}${name} (its columns: ${listText(table.columns)})${near ? `; did you mean '${near}'?` : ''}`,
       keyPath, 'value', near ? [near] : undefined);
   }
   return ok;
