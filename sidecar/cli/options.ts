@@ -58,16 +58,34 @@ export function oneOf<T extends string>(values: string[] | undefined, allowed: r
   return values as T[] | undefined;
 }
 
+/** Why an interruptSignal was aborted: the signal and the exit status it calls for (128 + its number). */
+export interface InterruptReason {
+  signal: 'SIGINT' | 'SIGTERM';
+  exitCode: 130 | 143;
+}
+
 /**
- * Ctrl-C asks the engine to stop at its next safe point (`what` says what happens then); a second
- * Ctrl-C exits at once.
+ * Ctrl-C (SIGINT) or SIGTERM asks the engine to stop at its next safe point (`what` says what happens
+ * then); the signal's `reason` is an InterruptReason (see interruptExitCode). A second signal of either
+ * kind exits at once, 130 after Ctrl-C, 143 after SIGTERM. The engine must yield to the event loop for
+ * the handlers to run (the training loop does before each micro-batch). Windows delivers no SIGTERM.
  */
 export function interruptSignal(what: string): AbortSignal {
   const controller = new AbortController();
-  process.on('SIGINT', () => {
-    if (controller.signal.aborted) process.exit(130);
-    process.stderr.write(`\ncancelling: ${what} (Ctrl-C again to quit at once)\n`);
-    controller.abort();
-  });
+  const on = (signal: InterruptReason['signal'], exitCode: InterruptReason['exitCode']) => () => {
+    if (controller.signal.aborted) {
+      process.stderr.write(`\n${signal} again: quitting at once\n`);
+      process.exit(exitCode);
+    }
+    process.stderr.write(`\ncancelling (${signal}): ${what} (${signal === 'SIGINT' ? 'Ctrl-C' : 'SIGTERM'} again to quit at once)\n`);
+    controller.abort({ signal, exitCode } satisfies InterruptReason);
+  };
+  process.on('SIGINT', on('SIGINT', 130));
+  process.on('SIGTERM', on('SIGTERM', 143));
   return controller.signal;
+}
+
+/** The exit status for a job stopped through `signal` (from interruptSignal): 143 after SIGTERM, else 130. */
+export function interruptExitCode(signal: AbortSignal): number {
+  return (signal.reason as Partial<InterruptReason> | undefined)?.exitCode ?? 130;
 }

@@ -14,8 +14,13 @@ export const IGNORE_INDEX = -100;
 export interface Batch {
   /** Indices of the examples in this batch, in batch order. */
   indices: number[];
-  /** B */
+  /** B: examples in the batch. */
   batchSize: number;
+  /**
+   * Rows of the token arrays: B, or 2B for pairs in `bi` mode (rows 0..B-1 the first texts, B..2B-1 the
+   * second texts, all padded to one T).
+   */
+  rows?: number;
   /** T: the longest sequence of the batch. */
   seqLen: number;
   /** (B, T) token ids, padded with padId. */
@@ -66,19 +71,26 @@ export function makeBatch(examples: Example[], indices: number[], padId: number)
     return e;
   });
   const B = items.length;
-  const T = Math.max(...items.map((e) => e.inputIds.length));
-  const inputIds = new Int32Array(B * T).fill(padId);
-  const attentionMask = new Int32Array(B * T);
-  const typeIds = new Int32Array(B * T);
+  const bi = items[0].pairIds !== undefined;
+  assert(items.every((e) => (e.pairIds !== undefined) === bi), () => 'a batch mixes bi-mode pairs and single sequences');
+  // Bi-mode pairs: the first texts, then the second texts, as 2B rows.
+  const seqs = bi
+    ? [...items.map((e) => ({ ids: e.inputIds, types: e.typeIds })), ...items.map((e) => ({ ids: e.pairIds!, types: e.pairTypeIds ?? new Array<number>(e.pairIds!.length).fill(0) }))]
+    : items.map((e) => ({ ids: e.inputIds, types: e.typeIds }));
+  const rows = seqs.length;
+  const T = Math.max(...seqs.map((e) => e.ids.length));
+  const inputIds = new Int32Array(rows * T).fill(padId);
+  const attentionMask = new Int32Array(rows * T);
+  const typeIds = new Int32Array(rows * T);
   let numTokens = 0;
-  items.forEach((e, b) => {
-    assert(e.typeIds.length === e.inputIds.length, () => `typeIds length ${e.typeIds.length} != inputIds length ${e.inputIds.length}`);
-    inputIds.set(e.inputIds, b * T);
-    typeIds.set(e.typeIds, b * T);
-    attentionMask.fill(1, b * T, b * T + e.inputIds.length);
-    numTokens += e.inputIds.length;
+  seqs.forEach((e, b) => {
+    assert(e.types.length === e.ids.length, () => `typeIds length ${e.types.length} != inputIds length ${e.ids.length}`);
+    inputIds.set(e.ids, b * T);
+    typeIds.set(e.types, b * T);
+    attentionMask.fill(1, b * T, b * T + e.ids.length);
+    numTokens += e.ids.length;
   });
-  const batch: Batch = { indices: [...indices], batchSize: B, seqLen: T, inputIds, attentionMask, typeIds, numTokens };
+  const batch: Batch = { indices: [...indices], batchSize: B, rows, seqLen: T, inputIds, attentionMask, typeIds, numTokens };
 
   const kind = (e: Example) => (e.lossMask ? 'lm' : e.label !== undefined ? 'label' : e.target !== undefined ? 'target' : 'none');
   const k = kind(items[0]);

@@ -23,7 +23,7 @@ export function isBetter(metric: string, value: number, than: number): boolean {
 
 /** (B, T) tensors of a batch. The caller disposes them. */
 export function batchInputs(batch: Batch): ForwardInputs {
-  const shape: [number, number] = [batch.batchSize, batch.seqLen];
+  const shape: [number, number] = [batch.rows ?? batch.batchSize, batch.seqLen];
   return {
     inputIds: tf.tensor2d(batch.inputIds, shape, 'int32'),
     attentionMask: tf.tensor2d(batch.attentionMask, shape, 'int32'),

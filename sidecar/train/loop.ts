@@ -9,6 +9,16 @@
  *       evaluation, at the end of an epoch and when cancelled; it reaches the disk once the next
  *       update's loss is finite, so a diverged run keeps its last good checkpoint
  *
+ * Stopping: before every micro-batch the loop yields to the event loop (`setImmediate`), so signal
+ * handlers (Ctrl-C, SIGTERM in the CLI) and messages run while it trains, then reads `signal.aborted`
+ * (the job worker's signal reads a shared-memory flag, which needs no event loop). A stop discards the
+ * update in progress (its partly accumulated gradients are disposed), saves a checkpoint of the last
+ * complete update and returns `cancelled: true`; at most the micro-batch being computed when the stop
+ * was asked finishes first.
+ *
+ * Resuming (in any process, after a stop, a kill or a crash): the last whole checkpoint is recovered (see
+ * training_checkpoint.ts), metrics.jsonl is trimmed back to it, and the run continues from there.
+ *
  * Randomness is a function of (seed, epoch) for the data order and (seed, update) for dropout, so a run
  * resumed from a checkpoint draws exactly what an uninterrupted run would, and its metrics.jsonl (after
  * the resume trims it back to the checkpoint) ends the same.
@@ -20,7 +30,8 @@ import { LoraxsError } from '../errors';
 import { Rng } from '../rng';
 import type { RunConfig } from '../config/types';
 import type { Example } from '../io/examples';
-import { readExamples } from '../session/run_data';
+import { readExamples, runChatTemplate } from '../session/run_data';
+import { evaluateWithGeneration } from './eval_generate';
 import { writeFileAtomic } from '../io/atomic_write';
 import { loadTokenizer } from '../io/tokenizer';
 import { readModelConfig } from '../io/model_config';
@@ -30,19 +41,28 @@ import { createOptimizer } from './optimizers';
 import { makeSchedule, lrAt } from './schedule';
 import { clipGradNorm } from './grad_clip';
 import { accumulateGrads } from './grad_accumulate';
-import { batchInputs, batchLoss, evaluate, isBetter, bestMetricOf } from './evaluation';
-import { snapshotCheckpoint, writeCheckpoint, loadTrainingCheckpoint, loadTrainingCheckpointPosition, type PendingCheckpoint, type TrainingPosition } from './training_checkpoint';
+import { batchInputs, batchLoss, isBetter, bestMetricOf } from './evaluation';
+import {
+  snapshotCheckpoint, writeCheckpoint, loadTrainingCheckpoint, loadTrainingCheckpointPosition, recoverCheckpoint, type PendingCheckpoint, type TrainingPosition,
+} from './training_checkpoint';
 import { trimMetricsLog, appendMetricsLine } from './metrics_log';
 import { seedFor } from './seeds';
+import { pairModeOf, targetScalingOf } from '../session/pair_mode';
 import type { BestRecord, EngineEvents, EvalRecord, StepRecord, TrainResult } from '../records';
 
 /** Updates between periodic checkpoints (also saved after evaluations, at epoch ends and on cancel). */
 const CHECKPOINT_EVERY = 50;
 
+/** Lets pending callbacks (signal handlers, timers, I/O) run; a wasm computation never yields by itself. */
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export interface TrainOptions {
   resume?: boolean;
   events?: EngineEvents;
-  /** Aborting stops at the next update boundary, after saving a checkpoint. */
+  /**
+   * Aborting stops before the next micro-batch: the update in progress is dropped and a checkpoint of the
+   * last complete one saved. Only `aborted` is read (the job worker passes a getter over shared memory).
+   */
   signal?: AbortSignal;
   /**
    * Train only the task head with the encoder frozen and no adapter (a baseline to compare LoRA-XS
@@ -80,13 +100,20 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
   if (data.train.length === 0) throw new LoraxsError('the training data has no rows', { file: config.data!.train });
   const numLabels = config.task === 'classification' ? Math.max(2, data.labelNames?.length ?? 2) : 1;
 
+  const recovered = opts.resume ? recoverCheckpoint(checkpointDir) : null;
+  if (recovered) events.log?.(recovered);
   const resumeFrom = opts.resume ? loadTrainingCheckpoint(checkpointDir, config) : null;
-  if (opts.resume && !resumeFrom) throw new LoraxsError(`nothing to resume: no checkpoint in ${checkpointDir}`, { file: config.file });
+  if (opts.resume && !resumeFrom) throw new LoraxsError(`nothing to resume: no checkpoint in ${checkpointDir} (the run stopped before saving one); train without --resume to start afresh`, { file: config.file });
 
   const session = await openModelSession({
     modelDir: config.model, task: config.task, numLabels, adapter: opts.headOnly ? null : config.adapter, seed: tc.seed, dropout: tc.dropout, events, tokenizer: tok, configFile: config.file,
+    pairMode: pairModeOf(config), targetScaling: targetScalingOf(config.task, pairModeOf(config), data.train),
   });
   const trainable = session.trainable();
+  if (trainable.size === 0) {
+    session.dispose();
+    throw new LoraxsError('nothing to train: no adapter and the head has no parameters (bi-mode regression compares the two embeddings directly); train with an adapter', { file: config.file, detail: 'adapter' });
+  }
   const adapterNames = new Set([...trainable.keys()].filter((n) => n.endsWith('.R')));
   const optimizer = createOptimizer(tc.optimizer, { weightDecay: tc.weightDecay });
   const perEpoch = Math.ceil(batchesPerEpoch(data.train.length, tc.batchSize) / tc.gradAccumSteps);
@@ -107,7 +134,8 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
       value.dispose();
     }
     optimizer.load(resumeFrom.optimizer);
-    trimMetricsLog(metricsFile, pos.step);
+    // Back to the checkpoint; at update 0 nothing is kept, since the step-0 baseline is evaluated again.
+    trimMetricsLog(metricsFile, pos.step === 0 ? -1 : pos.step);
     events.log?.(`resuming at update ${pos.step} (epoch ${pos.epoch}) from ${checkpointDir}`);
   } else {
     writeFileAtomic(metricsFile, '');
@@ -117,7 +145,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
     `${data.train.length} examples, ${totalSteps} updates on ${session.backendName}`);
 
   const saveAdapterTo = (dir: string, record: EvalRecord | null): void =>
-    session.adapters?.save(dir, { head: session.head, task: config.task, labelNames: data.labelNames, numLabels, eval: record, modelDir: config.model });
+    session.adapters?.save(dir, { head: session.head, task: config.task, labelNames: data.labelNames, numLabels, eval: record, modelDir: config.model, chatTemplate: runChatTemplate(config)?.text });
   // A checkpoint is taken (copied off the backend) when due, but written to disk only once the next
   // update's loss comes out finite, so a checkpoint on disk never holds weights that diverged.
   let pending: PendingCheckpoint | null = null;
@@ -133,7 +161,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
   const metricName = bestMetricOf(config.task);
   const runEval = (record: { step: number; epoch: number }): void => {
     if (!data.validation) return;
-    const metrics = evaluate(session, data.validation, config.task, tc.batchSize, tok.padId, events);
+    const metrics = evaluateWithGeneration(session, data.validation, config, tok.padId, events);
     const rec: EvalRecord = { step: record.step, epoch: record.epoch, eval: metrics };
     const value = metrics[metricName];
     const best = pos.bestValue === null || isBetter(metricName, value, pos.bestValue);
@@ -150,9 +178,10 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
 
   let cancelled = false;
   try {
-    if (pos.step === 0 && data.validation) {
+    await yieldToEventLoop(); // a stop asked while the model loaded is seen before the baseline evaluation
+    if (pos.step === 0 && data.validation && tc.evalAtStart !== false && !opts.signal?.aborted) {
       // The starting point (base model, R ≈ 0, fresh head), logged as step 0 so curves start where training did.
-      const rec: EvalRecord = { step: 0, epoch: 0, eval: evaluate(session, data.validation, config.task, tc.batchSize, tok.padId, events) };
+      const rec: EvalRecord = { step: 0, epoch: 0, eval: evaluateWithGeneration(session, data.validation, config, tok.padId, events) };
       appendMetricsLine(metricsFile, { ...rec, baseline: true });
       events.eval?.(rec, false);
     }
@@ -160,10 +189,6 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
       const order = epochOrder(data.train.length, tc.shuffle, new Rng(seedFor(tc.seed, 'data-order', pos.epoch)));
       const batches = batchIndices(order, tc.batchSize);
       while (pos.batchInEpoch < batches.length) {
-        if (opts.signal?.aborted) {
-          cancelled = true;
-          break;
-        }
         const group = batches.slice(pos.batchInEpoch, pos.batchInEpoch + tc.gradAccumSteps).map((ix) => makeBatch(data.train, ix, tok.padId));
         const tStep = performance.now();
         const dropoutRng = new Rng(seedFor(tc.seed, 'dropout', pos.step + 1));
@@ -171,6 +196,11 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
         let loss = 0;
         let grads = new Map<string, tf.Tensor>();
         for (const batch of group) {
+          await yieldToEventLoop();
+          if (opts.signal?.aborted) {
+            cancelled = true;
+            break;
+          }
           const inputs = batchInputs(batch);
           const { value, grads: g } = tf.variableGrads(() => {
             const logits = session.logits(inputs, true, dropoutRng);
@@ -184,6 +214,11 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
           loss += (await value.data())[0]; // sync point: one scalar read per batch
           value.dispose();
           grads = accumulateGrads(grads, g, trainable);
+        }
+        if (cancelled) {
+          // The update in progress is dropped: a resume redoes it from its first micro-batch.
+          for (const g of grads.values()) g.dispose();
+          break;
         }
         if (!Number.isFinite(loss)) {
           for (const g of grads.values()) g.dispose();
@@ -210,7 +245,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
         appendMetricsLine(metricsFile, record);
         events.step?.(record);
         const epochEnds = pos.batchInEpoch >= batches.length;
-        const evalDue = tc.evalEvery === 'epoch' ? epochEnds : pos.step % tc.evalEvery === 0;
+        const evalDue = tc.evalEvery === 'epoch' ? epochEnds : tc.evalEvery === 'end' ? pos.step === totalSteps : pos.step % tc.evalEvery === 0;
         if (evalDue) runEval(pos);
         if (epochEnds) {
           checkpoint({ ...pos, epoch: pos.epoch + 1, batchInEpoch: 0 });

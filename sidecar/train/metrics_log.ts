@@ -1,7 +1,8 @@
 /**
- * `<output>/metrics.jsonl`: one line per optimizer update ({step, epoch, loss, lr, tokens_per_s, ...}) and
- * one per evaluation ({step, epoch, eval: {...}}). Appended as the run goes, so a crash loses nothing,
- * and trimmed back to a checkpoint's step on resume.
+ * `<output>/metrics.jsonl`: one line per optimizer update ({step, epoch, loss, lr, tokens_per_s, ...}), one
+ * per evaluation ({step, epoch, eval: {...}}) and one per new best evaluation ({step, epoch, best: {...}}).
+ * Appended as the run goes, so a crash loses nothing, and trimmed back to a checkpoint's step on resume
+ * (a line torn by a kill mid-append is dropped then).
  */
 import * as fs from 'node:fs';
 import { writeFileAtomic } from '../io/atomic_write';
@@ -10,7 +11,10 @@ export function appendMetricsLine(file: string, record: object): void {
   fs.appendFileSync(file, JSON.stringify(record) + '\n');
 }
 
-/** Keeps the lines up to and including `step` (updates and evaluations); drops a torn last line. */
+/**
+ * Keeps the lines up to and including `step` (updates, evaluations, best lines); drops torn lines and
+ * lines without a step. A negative `step` empties the log.
+ */
 export function trimMetricsLog(file: string, step: number): void {
   if (!fs.existsSync(file)) {
     writeFileAtomic(file, '');

@@ -1,8 +1,24 @@
 /**
  * Training checkpoints in `<output>/checkpoint/`: `state.json` (where to continue, the best evaluation so
  * far, the optimizer's step counts, a hash of the config) and `tensors.safetensors` (the trainable
- * variables `var/<name>` and AdamW moments `m/<name>`, `v/<name>`). Written into a temporary folder and
- * swapped in, so a crash mid-write leaves the previous checkpoint whole.
+ * variables `var/<name>` and AdamW moments `m/<name>`, `v/<name>`).
+ *
+ * Writing: both files go into `checkpoint.tmp-<pid>/` (tensors first, state.json last, each atomically);
+ * then `checkpoint/` is moved aside to `checkpoint.old-<pid>/`, the new folder renamed in, and the old one
+ * removed. A failed write (ENOSPC, EACCES, ...) removes the temporary folder, puts the old one back if it
+ * was moved, and rethrows, so the previous checkpoint stays valid. A process killed at any moment leaves
+ * one of: `checkpoint/` whole (perhaps with a stale `.tmp-*` or `.old-*` beside it), or no `checkpoint/`
+ * but a whole `checkpoint.old-*` (killed between the two renames). `recoverCheckpoint` (run by a resume,
+ * in whatever process) puts the last whole one back in place and removes the leftovers.
+ *
+ * Fault injection for tests: the environment variable `LORAXS_FAULT=<point>[@N]` makes the process kill
+ * itself with SIGKILL (as `kill -9` would) at the N-th checkpoint write of the process (default 1):
+ *
+ *   checkpoint-after-temp-write   the temporary folder is complete; `checkpoint/` not yet touched
+ *   checkpoint-after-old-rename   `checkpoint/` has been moved to `checkpoint.old-<pid>`; the new one is
+ *                                 not renamed in yet (there is no `checkpoint/` at all)
+ *   checkpoint-write-error        not a kill: the write fails as a full disk would (an ENOSPC error is
+ *                                 thrown after the tensors are written into the temporary folder)
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -66,17 +82,121 @@ export function snapshotCheckpoint(config: RunConfig, position: TrainingPosition
   return { position: state.position, tensors, state };
 }
 
+const FAULT_POINTS = ['checkpoint-after-temp-write', 'checkpoint-after-old-rename', 'checkpoint-write-error'] as const;
+type FaultPoint = typeof FAULT_POINTS[number];
+let checkpointWrites = 0;
+
+/** `LORAXS_FAULT` (see the top of this file): whether `point` fires at this checkpoint write. */
+function faultDue(point: FaultPoint): boolean {
+  const m = /^([a-z-]+)(?:@(\d+))?$/.exec(process.env.LORAXS_FAULT ?? '');
+  return m !== null && m[1] === point && checkpointWrites === Number(m[2] ?? 1);
+}
+
+function killIfFaultDue(point: FaultPoint): void {
+  if (faultDue(point)) {
+    process.stderr.write(`LORAXS_FAULT=${process.env.LORAXS_FAULT}: killing this process (SIGKILL)\n`);
+    process.kill(process.pid, 'SIGKILL');
+  }
+}
+
 /** Writes a checkpoint into `dir`, replacing the previous one only once the new one is whole. */
 export function writeCheckpoint(dir: string, pending: PendingCheckpoint): void {
+  checkpointWrites++;
   const tmp = `${dir}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp, { recursive: true });
-  writeSafetensors(path.join(tmp, 'tensors.safetensors'), pending.tensors, { format: 'loraxs-training-checkpoint' });
-  writeJsonAtomic(path.join(tmp, 'state.json'), pending.state);
   const old = `${dir}.old-${process.pid}`;
-  if (fs.existsSync(dir)) fs.renameSync(dir, old);
-  fs.renameSync(tmp, dir);
-  fs.rmSync(old, { recursive: true, force: true });
+  let movedAside = false;
+  try {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    fs.mkdirSync(tmp, { recursive: true });
+    writeSafetensors(path.join(tmp, 'tensors.safetensors'), pending.tensors, { format: 'loraxs-training-checkpoint' });
+    if (faultDue('checkpoint-write-error')) {
+      throw Object.assign(new Error(`ENOSPC: no space left on device, write '${path.join(tmp, 'state.json')}' (LORAXS_FAULT)`),
+        { code: 'ENOSPC', errno: -28, syscall: 'write', path: path.join(tmp, 'state.json') });
+    }
+    writeJsonAtomic(path.join(tmp, 'state.json'), pending.state);
+    killIfFaultDue('checkpoint-after-temp-write');
+    if (fs.existsSync(dir)) {
+      fs.rmSync(old, { recursive: true, force: true });
+      fs.renameSync(dir, old);
+      movedAside = true;
+    }
+    killIfFaultDue('checkpoint-after-old-rename');
+    fs.renameSync(tmp, dir);
+  } catch (e) {
+    // Leave things as they were: no temporary folder, the previous checkpoint in place.
+    try {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      if (movedAside && !fs.existsSync(dir)) fs.renameSync(old, dir);
+    } catch {
+      /* already failing; the first error is the one to report (a resume recovers a left `.old-*`) */
+    }
+    throw e;
+  }
+  try {
+    fs.rmSync(old, { recursive: true, force: true });
+    removeLeftovers(dir);
+  } catch {
+    /* the new checkpoint is in place; a leftover folder is removed by the next write or resume */
+  }
+}
+
+/** `checkpoint.tmp-*` and `checkpoint.old-*` beside `dir` (left by a process that was killed or failed). */
+function leftovers(dir: string): string[] {
+  const parent = path.dirname(dir);
+  const base = path.basename(dir);
+  let names: string[];
+  try {
+    names = fs.readdirSync(parent);
+  } catch {
+    return [];
+  }
+  return names.filter((n) => /^\.(tmp|old)-\d+$/.test(n.slice(base.length)) && n.startsWith(base)).map((n) => path.join(parent, n));
+}
+
+function removeLeftovers(dir: string): void {
+  for (const f of leftovers(dir)) fs.rmSync(f, { recursive: true, force: true });
+}
+
+/** The position of the checkpoint in `dir` when both its files are whole and agree, else null. */
+function wholeCheckpointPosition(dir: string): TrainingPosition | null {
+  try {
+    const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as StateFile;
+    if (state.format !== 'loraxs-training-checkpoint' || typeof state.position?.step !== 'number') return null;
+    const header = readSafetensorsHeader(path.join(dir, 'tensors.safetensors'));
+    for (const [name, p] of Object.entries(state.optimizer.params)) {
+      if (p.moments && (!header.tensors.has(`m/${name}`) || !header.tensors.has(`v/${name}`))) return null;
+    }
+    return state.position;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Makes `dir` hold the last whole checkpoint after a process was killed or failed at any point of a
+ * write: when `dir` is missing or incomplete, a whole `checkpoint.old-*` (killed between the renames)
+ * takes its place, else a whole `checkpoint.tmp-*` (killed after writing the first checkpoint, before
+ * renaming it in). Then every leftover `.tmp-*` / `.old-*` is removed. Returns a sentence for the log
+ * when it recovered something, else null.
+ */
+export function recoverCheckpoint(dir: string): string | null {
+  const found = leftovers(dir);
+  if (found.length === 0) return null;
+  let recovered: string | null = null;
+  if (!wholeCheckpointPosition(dir)) {
+    const whole = found
+      .map((f) => ({ f, pos: wholeCheckpointPosition(f), old: /\.old-\d+$/.test(f) }))
+      .filter((c) => c.pos !== null)
+      // A moved-aside checkpoint (the last one completed) before a temporary one; then the latest.
+      .sort((a, b) => Number(b.old) - Number(a.old) || b.pos!.step - a.pos!.step);
+    if (whole.length > 0) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.renameSync(whole[0].f, dir);
+      recovered = `recovered the checkpoint of update ${whole[0].pos!.step} from ${path.basename(whole[0].f)} (a run was stopped while saving one)`;
+    }
+  }
+  removeLeftovers(dir);
+  return recovered;
 }
 
 /** Where the checkpoint in `dir` continues from, or null when there is none (reads state.json only). */
