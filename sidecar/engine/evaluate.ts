@@ -1,29 +1,65 @@
 /**
- * `loraxs eval`: a saved adapter's metrics on the config's validation set.
+ * `loraxs eval`: a saved adapter's metrics on the config's validation set, or the base model's without one.
  */
 import { LoraxsError } from '../errors';
 import type { RunConfig } from '../config/types';
 import { readAdapterConfig, labelNamesOf } from '../loraxs/adapter_files';
-import { evaluate } from '../train/evaluation';
 import type { MetricValues } from '../train/metrics';
 import { openModelSession } from '../session/model_session';
 import { readExamples } from '../session/run_data';
+import { pairModeOf } from '../session/pair_mode';
 import type { EngineEvents } from '../records';
+import { readModelConfig } from '../io/model_config';
+import { evaluateWithGeneration } from '../train/eval_generate';
 
-export async function evaluateRun(config: RunConfig, adapterDir: string, events?: EngineEvents): Promise<MetricValues> {
+export async function evaluateRun(config: RunConfig, adapterDir: string | undefined, events?: EngineEvents): Promise<MetricValues> {
   const file = config.data?.validation;
   if (!file) throw new LoraxsError('eval needs data.validation in the config', { file: config.file, detail: 'data.validation' });
+  if (!adapterDir) return evaluateBase(config, file, events);
   const saved = readAdapterConfig(adapterDir).config;
   if (saved.task !== config.task) {
     throw new LoraxsError(`the adapter was trained for task '${saved.task}', the config says '${config.task}'`, { file: config.file, detail: 'task' });
   }
   const session = await openModelSession({
     modelDir: config.model, task: config.task, numLabels: saved.numLabels ?? 1, adapter: config.adapter, seed: config.training.seed,
-    dropout: null, adapterDir, events, configFile: config.file,
+    dropout: null, adapterDir, events, configFile: config.file, pairMode: pairModeOf(config),
   });
   try {
-    const { examples } = readExamples(config, file, session.tokenizer, { labelNames: labelNamesOf(saved.id2label) });
-    return evaluate(session, examples, config.task, config.training.batchSize, session.tokenizer.padId, events);
+    const { examples } = readExamples(config, file, session.tokenizer, { labelNames: labelNamesOf(saved.id2label), adapterDir });
+    return evaluateWithGeneration(session, examples, config, session.tokenizer.padId, events);
+  } finally {
+    session.dispose();
+  }
+}
+
+/**
+ * The base model without an adapter (`loraxs eval` without --adapter): a causal LM as it is; a
+ * classification or regression model only when its checkpoint holds a trained head of the right shape
+ * (a *ForSequenceClassification folder, e.g. a merged model), since a new head would score noise.
+ */
+async function evaluateBase(config: RunConfig, file: string, events?: EngineEvents): Promise<MetricValues> {
+  const ckpt = readModelConfig(config.model);
+  // transformers' default names (LABEL_0, ...) name nothing: the data's sorted labels map to the indices.
+  const named = config.task === 'classification' ? labelNamesOf(ckpt.id2label) : null;
+  const labelNames = named && !named.every((n, i) => n === `LABEL_${i}`) ? named : null;
+  const numLabels = config.task === 'classification' ? (named?.length ?? ckpt.numLabels ?? 2) : 1;
+  const session = await openModelSession({
+    modelDir: config.model, task: config.task, numLabels, adapter: null, seed: config.training.seed, dropout: null, events, configFile: config.file,
+    pairMode: pairModeOf(config),
+  });
+  try {
+    if (config.task !== 'causal-lm') {
+      const missing = [...session.head.trainable.entries()].filter(([name, v]) => {
+        const w = session.backbone.weights.get(name);
+        return !w || w.shape.length !== v.shape.length || w.shape.some((d, i) => d !== v.shape[i]);
+      }).map(([name]) => name);
+      if (missing.length > 0) {
+        throw new LoraxsError(`the base model has no trained ${config.task} head (${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not in its checkpoint), `
+          + 'so it cannot be scored without an adapter: pass --adapter DIR (a LoRA-XS run), or point model: at a merged model', { file: config.file, detail: 'model' });
+      }
+    }
+    const { examples } = readExamples(config, file, session.tokenizer, { labelNames });
+    return evaluateWithGeneration(session, examples, config, session.tokenizer.padId, events);
   } finally {
     session.dispose();
   }

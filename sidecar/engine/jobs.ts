@@ -10,6 +10,11 @@
  *      folder LoRA-XS did not write, or (without `overwrite`) one it did; writable, with room for what the
  *      job writes. A refused job never starts (no `started` event);
  *   4. `started`, then the config's warnings as `log` events, `file:line:col: warning: ...`;
+ *   4b. a model named by a Hugging Face hub id is resolved to its snapshot folder in the cache (downloading
+ *      what is missing, as `phase` events `download <file>`; engine/model_source.ts), then the pre-flight
+ *      runs again with the model's headers (what the job writes) and the config is read again with the
+ *      model's config.json (its family's defaults). The first pre-flight, without the model, refuses a bad
+ *      output before anything is downloaded;
  *   5. the stage runs, its progress emitted as JobEvents, cancelled through `signal`;
  *   6. a LoraxsError about a config key gets its line and column (`file:line:col: message`); a filesystem
  *      error (EACCES, ENOSPC, ...) becomes an FsUserError naming the path (io/fs_errors.ts).
@@ -19,7 +24,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend } from '../backend/choice';
-import { loadConfig, placeConfigError, problemPlace, type ConfigProblem } from '../config/parse';
+import { loadConfig, placeConfigError, problemPlace, type ConfigProblem, type ParsedConfig } from '../config/parse';
 import { runTraining } from '../train/loop';
 import { runAnalysis } from '../analysis/analysis_run';
 import { mergeRun } from './merge_run';
@@ -31,6 +36,8 @@ import { OUTPUT_MARKER, preflightOutput, writeOutputMarker, type OutputCheck, ty
 import { openCheckpoint } from '../io/model_folder';
 import { readAdapterConfig } from '../loraxs/adapter_files';
 import type { RunConfig } from '../config/types';
+import { resolveModelDir, resolveModelSource } from './model_source';
+import { parseModelRef } from '../hub/repo_id';
 import type { AnalysisRequest, ExportFormat, JobEvent, JobResult } from '../records';
 
 /** `overwrite`: replace an output folder LoRA-XS wrote (never one it did not). */
@@ -59,50 +66,79 @@ export async function runJob(spec: JobSpec, emit: (e: JobEvent) => void, signal?
     const backend = await initBackend();
     const warnings = backend.warning ? [`warning: ${backend.warning}`] : [];
     const events = eventCallbacks(emit);
+    const shown = new Set<string>();
+    const showWarnings = (): void => {
+      for (const message of warnings.splice(0)) {
+        if (shown.has(message)) continue;
+        shown.add(message);
+        emit({ kind: 'log', message });
+      }
+    };
     const begin = (output: string | null): void => {
       emit({ kind: 'started', job: spec.kind, config: configFile, output });
-      for (const message of warnings.splice(0)) emit({ kind: 'log', message });
+      showWarnings();
     };
     const load = (requireTraining: boolean) =>
       loadConfig(configFile!, { requireTraining, onWarning: (p) => warnings.push(warningText(configFile!, p)) });
+    /** A hub model resolved to its snapshot folder (after `started`); the config read again, new warnings shown. */
+    const resolveModel = async (config: ParsedConfig, requireTraining: boolean): Promise<ParsedConfig> =>
+      resolveModelSource(config, { events, signal, reload: () => {
+        const again = load(requireTraining);
+        showWarnings();
+        return again;
+      } });
     const overwrite = 'overwrite' in spec && spec.overwrite === true;
     switch (spec.kind) {
       case 'train': {
-        const config = load(true);
+        let config = load(true);
         const headOnly = spec.headOnly === true || config.headOnly === true;
         if (headOnly && config.task === 'causal-lm') {
           throw new LoraxsError(`${spec.headOnly ? '--head-only' : 'adapter: none'} trains only a classification or regression head; a causal-lm has no head to train: nothing to train`, { file: config.file, detail: 'adapter' });
         }
-        const out = preflightOutput({
+        const check = (): OutputCheck => preflightOutput({
           job: 'train', outDir: config.output, inputs: trainInputs(config), overwrite, resume: spec.resume, bytes: trainBytes(config), mode: 'into',
         });
+        let out = check();
         begin(config.output);
+        if (config.hubModel) {
+          config = await resolveModel(config, true);
+          out = check();
+        }
         return { kind: 'train', result: await trainInto(out, overwrite && !spec.resume, () => runTraining(config, { resume: spec.resume, headOnly, events, signal })) };
       }
       case 'merge': {
-        const config = load(false);
-        preflightOutput({
+        let config = load(false);
+        const check = (): OutputCheck => preflightOutput({
           job: 'merge', outDir: spec.outDir, overwrite, bytes: mergeBytes(config.model), mode: 'swap',
-          inputs: [{ path: config.model, what: 'the model folder' }, { path: spec.adapterDir, what: 'the adapter' }, { path: config.file, what: 'the config file' }],
+          inputs: [...modelInputs(config), { path: spec.adapterDir, what: 'the adapter' }, { path: config.file, what: 'the config file' }],
         });
+        check();
         begin(config.output);
+        if (config.hubModel) {
+          config = await resolveModel(config, false);
+          check();
+        }
         return { kind: 'folder', outDir: await mergeRun(config, spec.adapterDir, spec.outDir, events, { writer: 'merge', onlyReplaceMarked: true }) };
       }
       case 'export': {
-        const modelDir = spec.modelDir ?? recordedModel(spec.adapterDir);
+        // --model may be a hub id (resolved once the job has started); without it, the recorded folder.
+        const hubModel = spec.modelDir !== undefined && parseModelRef(spec.modelDir).kind === 'hub';
+        const modelDir = hubModel ? undefined : spec.modelDir ?? recordedModel(spec.adapterDir);
         preflightOutput({
           job: 'export', outDir: spec.outDir, overwrite, bytes: exportBytes(spec.adapterDir), mode: 'swap',
           inputs: [{ path: spec.adapterDir, what: 'the adapter' }, ...(modelDir ? [{ path: modelDir, what: 'the model folder' }] : [])],
         });
         begin(path.resolve(spec.outDir));
+        const exportModel = hubModel ? await resolveModelDir(spec.modelDir!, { events, signal }) : spec.modelDir;
         return {
           kind: 'folder',
-          outDir: await exportRun({ adapterDir: spec.adapterDir, modelDir: spec.modelDir, format: spec.format, outDir: spec.outDir }, events, { writer: 'export', onlyReplaceMarked: true }),
+          outDir: await exportRun({ adapterDir: spec.adapterDir, modelDir: exportModel, format: spec.format, outDir: spec.outDir }, events, { writer: 'export', onlyReplaceMarked: true }),
         };
       }
       case 'ablate': {
-        const config = load(spec.request.kind === 'init');
+        let config = load(spec.request.kind === 'init');
         begin(config.output);
+        if (config.hubModel) config = await resolveModel(config, spec.request.kind === 'init');
         return { kind: 'analysis', report: await runAnalysis(config, spec.request, events, signal) };
       }
     }
@@ -115,8 +151,13 @@ export async function runJob(spec: JobSpec, emit: (e: JobEvent) => void, signal?
 // ---------------------------------------------------------------------------------------------------
 // Training's output folder
 
+/** The model folder as an input the output must not touch (none yet for a hub id not resolved). */
+function modelInputs(config: RunConfig): OutputInput[] {
+  return config.hubModel && config.hubModel.commit === undefined ? [] : [{ path: config.model, what: 'the model folder' }];
+}
+
 function trainInputs(config: RunConfig): OutputInput[] {
-  const inputs: OutputInput[] = [{ path: config.model, what: 'the model folder' }, { path: config.file, what: 'the config file' }];
+  const inputs: OutputInput[] = [...modelInputs(config), { path: config.file, what: 'the config file' }];
   if (config.data) {
     inputs.push({ path: config.data.train, what: 'the training data' });
     if (config.data.validation) inputs.push({ path: config.data.validation, what: 'the validation data' });
@@ -192,10 +233,13 @@ function trainBytes(config: RunConfig): number {
   try {
     const ckpt = openCheckpoint(config.model);
     const r = Math.max(config.adapter.rank, ...Object.values(config.adapter.rankPattern));
-    let matrices = 0;
-    for (const t of ckpt.tensors.values()) if (t.entry.shape.length === 2) matrices++;
+    // A rank above a module's smaller dimension is the job's own error to report: clamp it here.
+    let adapterFloats = 0;
+    for (const t of ckpt.tensors.values()) {
+      if (t.entry.shape.length === 2) adapterFloats += Math.min(r, t.entry.shape[0], t.entry.shape[1]) ** 2;
+    }
     const h = ckpt.config.hiddenSize;
-    return 8 * 4 * (matrices * r * r + h * h + 64 * h) + 4 * MiB;
+    return 8 * 4 * (adapterFloats + h * h + 64 * h) + 4 * MiB;
   } catch {
     return 0;
   }

@@ -13,6 +13,7 @@ import { batchInputs } from '../train/evaluation';
 import { causalLmLoss } from '../train/losses';
 import { openModelSession } from '../session/model_session';
 import { readExamples } from '../session/run_data';
+import { pairModeOf } from '../session/pair_mode';
 import { labelNamesOf } from '../loraxs/adapter_files';
 import type { EngineEvents } from '../records';
 
@@ -21,7 +22,7 @@ export async function predictToFile(config: RunConfig, adapterDir: string, input
   const labelNames = labelNamesOf(saved.id2label);
   const session = await openModelSession({
     modelDir: config.model, task: config.task, numLabels: saved.numLabels ?? 1, adapter: config.adapter, seed: config.training.seed,
-    dropout: null, adapterDir, events, configFile: config.file,
+    dropout: null, adapterDir, events, configFile: config.file, pairMode: pairModeOf(config),
   });
   const lines: string[] = [];
   try {

@@ -9,14 +9,18 @@
  *   no EOS, loss on every next-token target.
  * - causal-lm with `prompt` + `response`: encode(prompt, with special tokens) + encode(response, without) +
  *   EOS; the loss covers the response and EOS tokens only.
+ * - causal-lm with `messages`: a list of {role, content} rendered with the chat template (io/chat_template.ts),
+ *   no added special tokens; the loss covers the assistant tokens only.
  * Everything is truncated to `maxLength` tokens (pairs longest-first, as transformers' default truncation).
+ * Pairs in `bi` pair mode: each text encoded alone (with special tokens), each truncated to `maxLength`.
  */
 import { LoraxsError, check, assert } from '../errors';
 import type { DataTable, CellValue } from './data_table';
 import type { TextTokenizer } from './tokenizer';
+import { chatPromptIds, conversationTokens, parseMessages, type ChatTemplate } from './chat_template';
 
-/** What examples need of a tokenizer (any TextTokenizer fits). */
-export type ExampleTokenizer = Pick<TextTokenizer, 'encode' | 'eosId'>;
+/** What examples need of a tokenizer (any TextTokenizer fits; chat data also decodes). */
+export type ExampleTokenizer = Pick<TextTokenizer, 'encode' | 'eosId'> & Partial<Pick<TextTokenizer, 'decode'>>;
 
 export type ExampleTask = 'classification' | 'regression' | 'causal-lm';
 
@@ -31,6 +35,11 @@ export interface ExampleSpec {
   maxLength: number;
   /** Classification: the training set's label names (pass them when building validation examples). */
   labelNames?: string[];
+  /** causal-lm: the field of message lists, rendered with `chatTemplate`. */
+  messages?: string | null;
+  chatTemplate?: ChatTemplate | null;
+  /** Pairs: `cross` (default) joins them into one sequence; `bi` encodes each text alone (pairIds). */
+  pairMode?: 'cross' | 'bi';
 }
 
 export interface Example {
@@ -42,6 +51,12 @@ export interface Example {
   target?: number;
   /** Causal LM, same length as inputIds: 1 where position t's next-token target (inputIds[t + 1]) counts. */
   lossMask?: number[];
+  /** Causal LM with prompt + response or messages: the prompt's ids (with the chat template's generation prompt) and the reference reply, for eval_generate. */
+  promptIds?: number[];
+  reference?: string;
+  /** Pair mode `bi`: the second text, encoded alone (inputIds / typeIds hold the first). */
+  pairIds?: number[];
+  pairTypeIds?: number[];
 }
 
 export interface ExampleSet {
@@ -58,6 +73,11 @@ export function buildExamples(table: DataTable, spec: ExampleSpec, tok: ExampleT
       () => `no column "${name}" (named by data.${role}); the columns are: ${table.columns.join(', ')}`, { file, detail: name });
 
   if (spec.task === 'causal-lm') {
+    if (spec.messages) {
+      requireColumn(spec.messages, 'messages');
+      check(spec.chatTemplate != null && tok.decode !== undefined, () => 'data.messages needs a chat template', { file, detail: 'messages' });
+      return { examples: chatExamples(table, spec.messages, spec.maxLength, spec.chatTemplate!, tok as Required<ExampleTokenizer>, file), labelNames: null };
+    }
     if (spec.text !== null) {
       check(typeof spec.text === 'string', () => 'causal-lm takes one text field, not a pair', { file, detail: 'text' });
       requireColumn(spec.text, 'text');
@@ -79,6 +99,10 @@ export function buildExamples(table: DataTable, spec: ExampleSpec, tok: ExampleT
     const line = table.lineOf(i);
     const a = textAt(table, i, fields[0], file);
     const b = fields.length === 2 ? textAt(table, i, fields[1], file) : undefined;
+    if (b !== undefined && spec.pairMode === 'bi') {
+      const eb = encodeTruncated(tok, b, undefined, spec.maxLength, { file, line });
+      return { ...encodeTruncated(tok, a, undefined, spec.maxLength, { file, line }), pairIds: eb.inputIds, pairTypeIds: eb.typeIds };
+    }
     return encodeTruncated(tok, a, b, spec.maxLength, { file, line });
   });
 
@@ -124,6 +148,29 @@ function causalTextExamples(table: DataTable, field: string, maxLength: number, 
   });
 }
 
+function chatExamples(table: DataTable, field: string, maxLength: number, tpl: ChatTemplate, tok: Required<ExampleTokenizer>, file: string): Example[] {
+  return table.rows.map((_, i) => {
+    const line = table.lineOf(i);
+    const messages = parseMessages(cell(table, i, field, file), { file, line, detail: field });
+    check(messages.some((m) => m.role === 'assistant'), () => 'this conversation has no assistant message to train on', { file, line, detail: field });
+    let conv;
+    try {
+      conv = conversationTokens(tpl, messages, tok);
+    } catch (e) {
+      if (e instanceof LoraxsError) throw new LoraxsError(e.message, { file, line, detail: field });
+      throw e;
+    }
+    const n = Math.min(conv.ids.length, maxLength);
+    const ids = conv.ids.slice(0, n);
+    // Position t predicts ids[t + 1]; it counts when that token is an assistant token.
+    const lossMask = ids.map((_, t) => (t < n - 1 ? conv.assistantMask[t + 1] : 0));
+    const last = messages.length - 1 - [...messages].reverse().findIndex((m) => m.role === 'assistant');
+    const example: Example = { inputIds: ids, typeIds: new Array<number>(n).fill(0), lossMask, reference: messages[last].content };
+    if (last > 0) example.promptIds = chatPromptIds(tpl, messages.slice(0, last), tok);
+    return example;
+  });
+}
+
 function promptResponseExamples(table: DataTable, promptField: string, responseField: string, maxLength: number,
   tok: ExampleTokenizer, eosId: number, file: string): Example[] {
   return table.rows.map((_, i) => {
@@ -137,7 +184,7 @@ function promptResponseExamples(table: DataTable, promptField: string, responseF
     const typeIds = [...p.typeIds, ...new Array<number>(r.ids.length + 1).fill(0)].slice(0, maxLength);
     // Position t predicts ids[t + 1]; it counts when ids[t + 1] is a response or EOS token.
     const lossMask = ids.map((_, t) => (t >= p.ids.length - 1 && t < ids.length - 1 ? 1 : 0));
-    return { inputIds: ids, typeIds, lossMask };
+    return { inputIds: ids, typeIds, lossMask, promptIds: p.ids, reference: textAt(table, i, responseField, file) };
   });
 }
 
@@ -159,12 +206,7 @@ function encodeTruncated(tok: ExampleTokenizer, a: string, b: string | undefined
   }
   const specials = full.ids.length - ea.length - eb.length;
   check(specials < maxLength, () => `max_length ${maxLength} leaves no room for text after ${specials} special tokens`, place);
-  let na = ea.length;
-  let nb = eb.length;
-  while (na + nb + specials > maxLength) {
-    if (na > nb) na--;
-    else nb--;
-  }
+  const [na, nb] = longestFirst(ea.length, eb.length, maxLength - specials);
   // Segments of the full encoding: prefix | a | middle | b | suffix; a and b keep their first na / nb tokens.
   const aEnd = layout.aStart + ea.length;
   const bEnd = layout.bStart + eb.length;
@@ -174,6 +216,25 @@ function encodeTruncated(tok: ExampleTokenizer, a: string, b: string | undefined
   const out = { inputIds: pick(full.ids), typeIds: pick(full.typeIds) };
   assert(out.inputIds.length === maxLength, () => `truncated to ${out.inputIds.length}, expected ${maxLength}`);
   return out;
+}
+
+/**
+ * Lengths that `longest_first` truncation keeps of texts of na and nb tokens within `budget`, as the Rust
+ * tokenizers library (transformers' fast tokenizers) computes them: only the longer text is cut when that
+ * suffices; otherwise both get budget / 2, the longer one (the second on a tie) the odd token.
+ */
+export function longestFirst(na: number, nb: number, budget: number): [number, number] {
+  if (na + nb <= budget) return [na, nb];
+  if (nb === 0) return [Math.min(na, budget), 0];
+  const swap = na > nb;
+  let n1 = swap ? nb : na; // the shorter
+  let n2 = swap ? na : nb;
+  n2 = n1 > budget ? n1 : Math.max(n1, budget - n1);
+  if (n1 + n2 > budget) {
+    n1 = Math.floor(budget / 2);
+    n2 = n1 + (budget % 2);
+  }
+  return swap ? [n2, n1] : [n1, n2];
 }
 
 /** Where the plain encodings of a and b sit inside the encoding with special tokens, or null. */

@@ -40,14 +40,18 @@ export interface Checkpoint {
 const SINGLE_FILE = 'model.safetensors';
 const INDEX_FILE = 'model.safetensors.index.json';
 
-/** Opens a model folder: config.json + safetensors headers (no tensor data is read). */
-export function openCheckpoint(dir: string): Checkpoint {
+/**
+ * Opens a model folder: config.json + safetensors headers (no tensor data is read). `knownHeaders` (absolute
+ * file path -> header) stand in for weight files that are not on disk: a hub model whose headers alone were
+ * fetched (hub/safetensors_headers.ts), for counting and checks; its weights cannot be loaded.
+ */
+export function openCheckpoint(dir: string, knownHeaders?: ReadonlyMap<string, SafetensorsHeader>): Checkpoint {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
     throw new LoraxsError(`model folder ${dir} does not exist or is not a folder`, { file: dir });
   }
   const config = readModelConfig(dir);
-  const files = safetensorsFiles(dir);
-  const headers = new Map(files.map((f) => [f, readSafetensorsHeader(f)]));
+  const files = safetensorsFiles(dir, knownHeaders);
+  const headers = new Map(files.map((f) => [f, knownHeaders?.get(f) ?? readSafetensorsHeader(f)]));
   const tensors = new Map<string, TensorLocation>();
   const add = (header: SafetensorsHeader, entry: TensorEntry): void => {
     const canonical = canonicalName(config, entry.name);
@@ -80,19 +84,20 @@ export function openCheckpoint(dir: string): Checkpoint {
 }
 
 /** The safetensors files of a folder (single or sharded), or an error saying what is there instead. */
-function safetensorsFiles(dir: string): string[] {
+function safetensorsFiles(dir: string, knownHeaders?: ReadonlyMap<string, SafetensorsHeader>): string[] {
   const indexFile = path.join(dir, INDEX_FILE);
+  const exists = (f: string): boolean => knownHeaders?.has(f) === true || fs.existsSync(f);
   if (fs.existsSync(indexFile)) {
     const shards = [...new Set(readWeightMap(indexFile).values())];
     for (const shard of shards) {
-      if (!fs.existsSync(path.join(dir, shard))) {
+      if (!exists(path.join(dir, shard))) {
         throw new LoraxsError(`shard ${shard} listed in weight_map is missing from ${dir}`, { file: indexFile, detail: shard });
       }
     }
     return shards.map((s) => path.join(dir, s));
   }
   const single = path.join(dir, SINGLE_FILE);
-  if (fs.existsSync(single)) return [single];
+  if (exists(single)) return [single];
 
   const names = fs.readdirSync(dir);
   const shards = names.filter((n) => /^model-\d+-of-\d+\.safetensors$/.test(n));

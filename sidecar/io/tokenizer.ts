@@ -77,6 +77,14 @@ function applyBosEosFlags(tokenizerJson: Record<string, unknown>, tokenizerConfi
   tokenizerJson.post_processor = { type: 'TemplateProcessing', single: side('A', 0), pair: [...side('A', 0), ...side('B', 1)], special_tokens: specialTokens };
 }
 
+/** Whether a post-processor is (or, in a Sequence, contains) RobertaProcessing. */
+function usesRobertaProcessing(post: unknown): boolean {
+  if (!post || typeof post !== 'object') return false;
+  const p = post as { type?: unknown; processors?: unknown };
+  if (p.type === 'RobertaProcessing') return true;
+  return p.type === 'Sequence' && Array.isArray(p.processors) && p.processors.some(usesRobertaProcessing);
+}
+
 /** Loads `<dir>/tokenizer.json` (+ tokenizer_config.json). `config` supplies pad/eos ids the tokenizer lacks. */
 export function loadTokenizer(dir: string, config?: ModelConfig): TextTokenizer {
   const file = path.join(dir, 'tokenizer.json');
@@ -112,6 +120,7 @@ export function loadTokenizer(dir: string, config?: ModelConfig): TextTokenizer 
   let vocabSize = 0;
   for (const id of tok.get_vocab(true).values()) vocabSize = Math.max(vocabSize, id + 1);
 
+  const robertaTypes = usesRobertaProcessing(tokenizerJson.post_processor);
   const encode: TextTokenizer['encode'] = (text, opts = {}) => {
     const addSpecial = opts.addSpecialTokens ?? true;
     const enc = tok.encode(text, { text_pair: opts.pair ?? null, add_special_tokens: addSpecial, return_token_type_ids: true });
@@ -121,6 +130,9 @@ export function loadTokenizer(dir: string, config?: ModelConfig): TextTokenizer 
       const lengthA = opts.pair === undefined ? enc.ids.length : tok.encode(text, { add_special_tokens: false }).ids.length;
       typeIds = enc.ids.map((_, i) => (i < lengthA ? 0 : 1));
     }
+    // RoBERTa's post-processor gives every token type 0, pairs included (as the Rust tokenizers library
+    // does; RoBERTa has one token type); the JS library numbers the second text 1.
+    if (robertaTypes) typeIds = enc.ids.map(() => 0);
     return { ids: enc.ids, typeIds };
   };
   const withSpecial = encode('a').ids;

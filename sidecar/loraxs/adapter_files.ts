@@ -30,6 +30,8 @@ export const ADAPTER_FILE = 'adapter.safetensors';
 export const HEAD_FILE = 'head.safetensors';
 export const FACTORS_FILE = 'factors.safetensors';
 export const CONFIG_FILE = 'loraxs_config.json';
+/** The chat template of chat-data training, as transformers saves one beside a tokenizer. */
+export const CHAT_TEMPLATE_FILE = 'chat_template.jinja';
 export const ADAPTER_FORMAT = 'loraxs-adapter';
 export const ADAPTER_FORMAT_VERSION = 1;
 
@@ -43,7 +45,8 @@ export interface AdapterModuleEntry {
 /** loraxs_config.json, in memory (on disk the keys are snake_case). */
 export interface LoraxsAdapterConfig {
   engineVersion: string;
-  baseModel: { path: string; fingerprint: string };
+  /** `hubId` and `commit`: the Hugging Face hub id and the commit its snapshot folder (`path`) holds, for a hub model. */
+  baseModel: { path: string; fingerprint: string; hubId?: string; commit?: string };
   task: Task;
   numLabels: number | null;
   id2label: Record<string, string> | null;
@@ -75,6 +78,8 @@ export interface AdapterSnapshot {
   head: Map<string, HeadTensor>;
   /** The frozen factors when the folder ships them (factors.safetensors), else undefined. */
   factors?: Map<string, Factors>;
+  /** The chat template of chat-data training (chat_template.jinja), when there was one. */
+  chatTemplate?: string;
 }
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -159,7 +164,10 @@ function configToJson(c: LoraxsAdapterConfig, files: Record<string, string>): Re
     format: ADAPTER_FORMAT,
     format_version: ADAPTER_FORMAT_VERSION,
     engine_version: c.engineVersion,
-    base_model: { path: c.baseModel.path, fingerprint: c.baseModel.fingerprint },
+    base_model: {
+      path: c.baseModel.path, fingerprint: c.baseModel.fingerprint,
+      ...(c.baseModel.hubId !== undefined ? { hub_id: c.baseModel.hubId, commit: c.baseModel.commit } : {}),
+    },
     task: c.task,
     num_labels: c.numLabels,
     id2label: c.id2label,
@@ -191,6 +199,7 @@ export function saveAdapter(dir: string, snap: AdapterSnapshot): void {
     if (sum !== c.factorsSha256) throw new Error(`internal error: the factors to ship have checksum ${sum}, the config says ${c.factorsSha256}`);
     encoded.set(FACTORS_FILE, encodeFactors(c, snap.factors));
   }
+  if (snap.chatTemplate !== undefined) encoded.set(CHAT_TEMPLATE_FILE, Buffer.from(snap.chatTemplate, 'utf8'));
   const files: Record<string, string> = {};
   for (const [name, bytes] of encoded) files[name] = sha256(bytes);
   const configBytes = Buffer.from(JSON.stringify(configToJson(c, files), null, 2) + '\n', 'utf8');
@@ -198,7 +207,7 @@ export function saveAdapter(dir: string, snap: AdapterSnapshot): void {
   fs.mkdirSync(dir, { recursive: true });
   // Every tensor file first (each atomically), the config last: it is what makes the new files current.
   for (const [name, bytes] of encoded) writeFileAtomic(path.join(dir, name), bytes);
-  for (const stale of [HEAD_FILE, FACTORS_FILE]) {
+  for (const stale of [HEAD_FILE, FACTORS_FILE, CHAT_TEMPLATE_FILE]) {
     if (!encoded.has(stale)) fs.rmSync(path.join(dir, stale), { force: true });
   }
   writeFileAtomic(path.join(dir, CONFIG_FILE), configBytes);
@@ -277,7 +286,10 @@ export function readAdapterConfig(dir: string): { config: LoraxsAdapterConfig; f
   const files = j.obj(o.files ?? {}, 'files') as Record<string, string>;
   const config: LoraxsAdapterConfig = {
     engineVersion: j.str(o, 'engine_version', 'engine_version'),
-    baseModel: { path: j.str(base, 'path', 'base_model.path'), fingerprint: j.str(base, 'fingerprint', 'base_model.fingerprint') },
+    baseModel: {
+      path: j.str(base, 'path', 'base_model.path'), fingerprint: j.str(base, 'fingerprint', 'base_model.fingerprint'),
+      ...(typeof base.hub_id === 'string' && typeof base.commit === 'string' ? { hubId: base.hub_id, commit: base.commit } : {}),
+    },
     task: task as Task,
     numLabels,
     id2label,
@@ -349,7 +361,8 @@ export function loadAdapter(dir: string): AdapterSnapshot {
   }
   let factors: Map<string, Factors> | undefined;
   if (files[FACTORS_FILE]) factors = readShippedFactors(path.join(dir, FACTORS_FILE), config);
-  return { config, R, head, factors };
+  const chatTemplate = files[CHAT_TEMPLATE_FILE] ? fs.readFileSync(path.join(dir, CHAT_TEMPLATE_FILE), 'utf8') : undefined;
+  return { config, R, head, factors, ...(chatTemplate !== undefined ? { chatTemplate } : {}) };
 }
 
 /** factors.safetensors, validated against the module list and the checksum. */

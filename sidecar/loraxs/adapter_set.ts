@@ -17,6 +17,7 @@ import { factorsChecksum } from './factor_checksum';
 import { loadAdapter, saveAdapter, type AdapterSnapshot, type LoraxsAdapterConfig, type HeadTensor } from './adapter_files';
 import { factorsFor, adapterFactors, checkBaseModel } from './factor_cache';
 import type { EngineEvents, EvalRecord } from '../records';
+import { snapshotOf } from '../hub/cache_layout';
 
 export const ENGINE_VERSION = '0.1.0';
 
@@ -47,6 +48,8 @@ export interface SaveInfo {
   numLabels: number;
   eval: EvalRecord | null;
   modelDir: string;
+  /** The chat template of chat-data training, saved as chat_template.jinja. */
+  chatTemplate?: string | null;
 }
 
 export interface BuildAdaptersOptions {
@@ -66,9 +69,24 @@ export function adapterConfigOf(saved: LoraxsAdapterConfig): AdapterConfig {
   return { rank: saved.rank, rankPattern: saved.rankPattern, alpha: saved.alpha, targets: saved.targets, init: saved.init, initStd: saved.initStd, svd: saved.svd };
 }
 
+/** The hub id and commit of a model folder in the Hugging Face cache (a snapshot folder), recorded with the adapter. */
+function hubOf(modelDir: string): { hubId: string; commit: string } | Record<string, never> {
+  const s = snapshotOf(modelDir);
+  return s ? { hubId: s.id, commit: s.commit } : {};
+}
+
+/** One warning line when the adapter was trained on another commit of the same hub model. */
+function warnOtherCommit(saved: LoraxsAdapterConfig, modelDir: string, events?: EngineEvents): void {
+  const now = snapshotOf(modelDir);
+  const { hubId, commit } = saved.baseModel;
+  if (!now || hubId !== now.id || commit === undefined || commit === now.commit) return;
+  events?.log?.(`warning: this adapter was trained on ${hubId} at commit ${commit.slice(0, 12)}, but the model is now commit ${now.commit.slice(0, 12)}; set revision: ${commit} in the config to use the commit it was trained on`);
+}
+
 export function buildAdapters(opts: BuildAdaptersOptions): AdapterSet {
   const { backbone, events } = opts;
   const snapshot = opts.adapterDir ? loadAdapter(opts.adapterDir) : null;
+  if (snapshot) warnOtherCommit(snapshot.config, opts.modelDir, events);
   if (snapshot) checkBaseModel(opts.adapterDir!, snapshot, opts.fingerprint, opts.modelDir);
   const config = snapshot ? adapterConfigOf(snapshot.config) : opts.config;
   if (!config) throw new Error('internal error: buildAdapters needs an adapter config or a saved adapter');
@@ -105,12 +123,12 @@ export function buildAdapters(opts: BuildAdaptersOptions): AdapterSet {
     const R = new Map<string, Float32Array>();
     for (const [name, m] of modules) R.set(name, m.R.dataSync() as Float32Array);
     const head = new Map<string, HeadTensor>();
-    for (const [name, v] of info.head.trainable) head.set(name, { shape: v.shape, data: v.dataSync() as Float32Array });
+    for (const [name, t] of info.head.savedTensors()) head.set(name, t);
     const id2label = info.labelNames ? Object.fromEntries(info.labelNames.map((l, i) => [String(i), l])) : null;
     return {
       config: {
         engineVersion: ENGINE_VERSION,
-        baseModel: { path: path.resolve(info.modelDir), fingerprint: opts.fingerprint },
+        baseModel: { path: path.resolve(info.modelDir), fingerprint: opts.fingerprint, ...hubOf(info.modelDir) },
         task: info.task,
         numLabels: info.task === 'causal-lm' ? null : info.numLabels,
         id2label,
@@ -128,6 +146,7 @@ export function buildAdapters(opts: BuildAdaptersOptions): AdapterSet {
       R,
       head,
       factors: withFactors ? factors : undefined,
+      ...(info.chatTemplate != null ? { chatTemplate: info.chatTemplate } : {}),
     };
   };
 

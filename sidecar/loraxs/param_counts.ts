@@ -19,13 +19,21 @@
  *     LayerNorm) + layers + pooler; roberta-large gives 355,359,744, the number quoted for it (without the
  *     pooler, as RobertaForSequenceClassification builds it, it would be 354,310,144). Decoders:
  *     XForCausalLM: embeddings + layers + final norm + lm_head when untied (tied: counted once).
+ *
+ * headParams, the task head `train` trains beside R (models/heads.ts), L classes (the training data's
+ * label count when its file is readable, else config.json's num_labels, at least 2; regression 1):
+ *   BERT h·L + L (+ a new pooler h² + h when the checkpoint has none), RoBERTa h² + h + h·L + L,
+ *   use_lite h·L + L, decoders h·L; pair mode `bi`: classification 4h·L + L, regression 0 (cosine);
+ *   causal-lm 0. trainable = loraxs + headParams, the count `train` reports.
  */
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LoraxsError } from '../errors';
 import type { SourcePlace } from '../errors';
-import type { AdapterConfig, RunConfig, Task, TrainingConfig } from '../config/types';
+import type { AdapterConfig, DataConfig, RunConfig, Task, TrainingConfig } from '../config/types';
+import { pairModeOrNull, type PairMode } from '../config/pair_mode';
+import { readTable } from '../io/data_table';
 import type { LinearModule, ModelConfig } from '../models/types';
 import { defaultTargetsFor, TRAINING_DEFAULTS } from '../config/defaults';
 import { closestName } from '../config/suggest';
@@ -37,11 +45,17 @@ import { OTHER_FAMILY_KEYS, moduleTypeKeys, targetKeysOf } from './target_keys';
 import { countParameters, openCheckpoint } from '../io/model_folder';
 import { baseParamsFromConfig, linearModulesOf } from '../models/linear_modules';
 import type { ModuleTypeParams, ParamsReport, TrainingMemoryEstimate } from '../records';
+import type { SafetensorsHeader } from '../io/safetensors';
 
 /** What computeParams needs: a parsed RunConfig, or just the model folder and adapter settings. */
 export interface ParamsInput {
   /** Model folder (config.json, optionally *.safetensors). */
   model: string;
+  /**
+   * Safetensors headers by absolute file path, for weight files not on disk (a hub model resolved
+   * headers-only: hub/resolve_model.ts); they count as the folder's safetensors.
+   */
+  headers?: ReadonlyMap<string, SafetensorsHeader>;
   adapter: Pick<AdapterConfig, 'rank' | 'rankPattern' | 'targets'>;
   /** The config file, to place errors at its keys. */
   file?: string;
@@ -49,6 +63,8 @@ export interface ParamsInput {
   text?: string;
   task?: Task;
   training?: Pick<TrainingConfig, 'batchSize' | 'maxLength' | 'optimizer'>;
+  /** The data section: pairs and pair mode, and the training file whose labels give the class count. */
+  data?: Pick<DataConfig, 'text' | 'pairMode' | 'train' | 'label' | 'columns'> | null;
 }
 
 export interface ParamsOverrides {
@@ -169,19 +185,14 @@ export function estimateTrainingMemory(
   config: ModelConfig,
   baseParams: number,
   adapted: readonly AdaptedModule[],
-  opts: { batchSize: number; maxLength: number; optimizer: 'adamw' | 'sgd'; task: Task },
+  opts: { batchSize: number; maxLength: number; optimizer: 'adamw' | 'sgd'; task: Task; head?: number },
 ): TrainingMemoryEstimate {
   const { hiddenSize: h, intermediateSize: inter, numHeads, numLayers, vocabSize } = config;
   const { batchSize: b, maxLength: t } = opts;
   const loraxs = adapted.reduce((s, m) => s + m.rank * m.rank, 0);
   const factors = adapted.reduce((s, m) => s + m.rank * (m.inFeatures + m.outFeatures), 0);
   const labels = opts.task === 'regression' ? 1 : config.numLabels ?? 2;
-  let head = 0;
-  if (opts.task !== 'causal-lm') {
-    if (config.modelType === 'roberta') head = h * h + h + h * labels + labels;
-    else if (config.modelType === 'bert' || config.modelType === 'use_lite') head = h * labels + labels;
-    else head = h * labels;
-  }
+  const head = opts.head ?? headParamCount(config, opts.task, labels, 'cross', true);
   const stateCopies = opts.optimizer === 'sgd' ? 2 : 4;
   const encoder = config.kind === 'encoder';
   const perToken = encoder ? 12 * h + 2 * inter : 14 * h + 4 * inter;
@@ -202,6 +213,38 @@ export function estimateTrainingMemory(
     activationBytes,
     totalBytes: weightsBytes + factorBytes + trainableStateBytes + activationBytes,
   };
+}
+
+/** The task head's trainable parameters, as models/heads.ts creates them (see the file comment). */
+export function headParamCount(config: ModelConfig, task: Task, numLabels: number, pairMode: PairMode, bertPooler: boolean): number {
+  const h = config.hiddenSize;
+  const L = task === 'regression' ? 1 : numLabels;
+  if (task === 'causal-lm') return 0;
+  if (pairMode === 'bi') return task === 'regression' ? 0 : 4 * h * L + L;
+  if (config.modelType === 'roberta') return h * h + h + h * L + L;
+  if (config.modelType === 'bert') return h * L + L + (bertPooler ? 0 : h * h + h);
+  if (config.modelType === 'use_lite') return h * L + L;
+  return h * L;
+}
+
+const labelCounts = new Map<string, { stamp: string; count: number | null }>();
+/** Distinct labels of the training file (as `train` counts them), or null when it cannot be read. Cached by size and mtime. */
+function trainingLabelCount(data: ParamsInput['data']): number | null {
+  if (!data?.train || !data.label) return null;
+  try {
+    const st = fs.statSync(data.train);
+    const stamp = `${st.size}:${st.mtimeMs}:${data.label}:${(data.columns ?? []).join(',')}`;
+    const hit = labelCounts.get(data.train);
+    if (hit?.stamp === stamp) return hit.count;
+    const table = readTable(data.train, { columns: data.columns });
+    const label = data.label;
+    const values = new Set(table.rows.map((r) => r[label]).filter((v) => v !== undefined && v !== null && String(v).trim() !== '').map((v) => String(v).trim()));
+    const count = values.size > 0 ? values.size : null;
+    labelCounts.set(data.train, { stamp, count });
+    return count;
+  } catch {
+    return null;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -230,8 +273,9 @@ function configPlace(file: string | undefined, text: string | undefined, fallbac
  * dimension, placed at the config key when the config file is known.
  */
 export function computeParams(input: ParamsInput | RunConfig, overrides: ParamsOverrides = {}): ParamsReport {
-  const fromCheckpoint = hasSafetensors(input.model);
-  const checkpoint = fromCheckpoint ? openCheckpoint(input.model) : null;
+  const headers = 'headers' in input ? input.headers : undefined;
+  const fromCheckpoint = (headers !== undefined && headers.size > 0) || hasSafetensors(input.model);
+  const checkpoint = fromCheckpoint ? openCheckpoint(input.model, headers) : null;
   const config = checkpoint ? checkpoint.config : readModelConfig(input.model);
   const bertPooler = checkpoint ? checkpoint.tensors.has('bert.pooler.dense.weight') : true;
   const modules = linearModulesOf(config, { bertPooler });
@@ -252,7 +296,12 @@ export function computeParams(input: ParamsInput | RunConfig, overrides: ParamsO
   const adapted = adaptedModules(modules, targets, rank, rankPattern, placeOf);
   const counts = countAdapter(adapted, targets);
   const task: Task = input.task ?? (config.kind === 'decoder' ? 'causal-lm' : 'classification');
+  const data = 'data' in input ? input.data ?? null : null;
+  const pairMode = pairModeOrNull({ task, model: input.model, data }, config.modelType);
+  const numLabels = task === 'classification' ? Math.max(2, trainingLabelCount(data) ?? config.numLabels ?? 2) : 1;
+  const headParams = headParamCount(config, task, numLabels, pairMode ?? 'cross', bertPooler);
   const memory = estimateTrainingMemory(config, baseParams, adapted, {
+    head: headParams,
     batchSize: overrides.batchSize ?? input.training?.batchSize ?? TRAINING_DEFAULTS.batchSize,
     maxLength: overrides.maxLength ?? input.training?.maxLength ?? TRAINING_DEFAULTS.maxLength,
     optimizer: input.training?.optimizer ?? TRAINING_DEFAULTS.optimizer,
@@ -271,5 +320,10 @@ export function computeParams(input: ParamsInput | RunConfig, overrides: ParamsO
     perModuleType: counts.perModuleType,
     trainingMemoryBytes: memory.totalBytes,
     trainingMemory: memory,
+    task,
+    headParams,
+    trainable: counts.loraxs + headParams,
+    numLabels: task === 'causal-lm' ? null : numLabels,
+    pairMode,
   };
 }

@@ -64,6 +64,24 @@ export function causalMask(attentionMask: tf.Tensor2D, slidingWindow: number | n
 }
 
 /**
+ * The additive causal mask of `t` new queries at positions offset..offset+t-1 over `offset + t` keys (the
+ * cached ones first), for decoding with a KV cache; no padding (one unpadded sequence per batch row).
+ * @returns (1, 1, t, offset + t)
+ */
+export function causalMaskAt(offset: number, t: number, slidingWindow: number | null = null): tf.Tensor4D {
+  const tk = offset + t;
+  const values = new Float32Array(t * tk);
+  for (let i = 0; i < t; i++) {
+    const q = offset + i;
+    for (let j = 0; j < tk; j++) {
+      const visible = j <= q && (slidingWindow === null || q - j < slidingWindow);
+      if (!visible) values[i * tk + j] = MASK_VALUE;
+    }
+  }
+  return tf.tensor4d(values, [1, 1, t, tk]);
+}
+
+/**
  * softmax(q kᵀ · scale + mask) v, with dropout on the attention probabilities.
  * @param q (B, heads, Tq, D)
  * @param k (B, heads, Tk, D)

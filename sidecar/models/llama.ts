@@ -8,12 +8,12 @@
 import * as tf from '../backend/tf';
 import { check, LoraxsError } from '../errors';
 import { activationByName } from './activations';
-import { causalMask, groupedQueryAttention, groupMask, mergeHeads, splitHeads } from './attention';
+import { causalMask, causalMaskAt, groupedQueryAttention, groupMask, mergeHeads, splitHeads } from './attention';
 import { type BackboneOptions, resolveDropout, type TransformerBackbone } from './backbone_options';
 import { describeLinear, requireTensor, type WeightSource } from './model_weights';
 import { rmsNorm } from './norms';
 import { applyRope, ropeInverseFrequencies, ropeTables } from './rope';
-import type { ForwardContext, ForwardInputs, LinearModule, ModelConfig, Weights } from './types';
+import type { ForwardContext, ForwardInputs, KvCache, LinearModule, ModelConfig, Weights } from './types';
 
 /**
  * Each layer's sliding attention window, or null for full causal attention: `layer_types` when config.json
@@ -73,16 +73,48 @@ export function createDecoder(config: ModelConfig, weights: Weights, opts: Backb
     };
   });
 
+  const norm = (x: tf.Tensor, w: tf.Tensor) => rmsNorm(x, w, config.normEps, isGemma);
+  const scale = 1 / Math.sqrt(headDim);
+  type Layer = (typeof layers)[number];
+
+  /**
+   * One pre-norm decoder layer. `cached`, when given, holds this layer's keys and values of earlier
+   * positions: the new ones are appended after them (and handed back through `store`) before attending.
+   */
+  function decoderLayer(layer: Layer, x: tf.Tensor, cos: tf.Tensor2D, sin: tf.Tensor2D, mask: tf.Tensor4D, ctx: ForwardContext,
+    attentionDropout: number, cached?: { k: tf.Tensor4D | null; v: tf.Tensor4D | null; store(k: tf.Tensor4D, v: tf.Tensor4D): void }): tf.Tensor {
+    const { names } = layer;
+    const normed = norm(x, layer.inputNorm);
+    const q = applyRope(splitHeads(ctx.linear(names.q, normed), numHeads, headDim), cos, sin);
+    let k = applyRope(splitHeads(ctx.linear(names.k, normed), numKvHeads, headDim), cos, sin);
+    let v = splitHeads(ctx.linear(names.v, normed), numKvHeads, headDim);
+    if (cached) {
+      if (cached.k && cached.v) {
+        k = tf.concat([cached.k, k], 2) as tf.Tensor4D;
+        v = tf.concat([cached.v, v], 2) as tf.Tensor4D;
+      }
+      cached.store(k, v);
+    }
+    const attended = groupedQueryAttention(q, k, v, mask, scale, ctx, attentionDropout);
+    x = tf.add(x, ctx.linear(names.o, mergeHeads(attended)));
+    const normed2 = norm(x, layer.postAttentionNorm);
+    const gated = tf.mul(activation(ctx.linear(names.gate, normed2)), ctx.linear(names.up, normed2));
+    return tf.add(x, ctx.linear(names.down, gated));
+  }
+
+  function embed(inputIds: tf.Tensor2D): tf.Tensor {
+    const x = tf.gather(embedTokens, inputIds);
+    return isGemma ? tf.mul(x, Math.fround(Math.sqrt(h))) : x;
+  }
+
   function forward(inputs: ForwardInputs, ctx: ForwardContext): tf.Tensor3D {
     const [, t] = inputs.inputIds.shape;
     if (t > config.maxPositionEmbeddings) {
       throw new LoraxsError(`sequence length ${t} exceeds the model's ${config.maxPositionEmbeddings} positions; lower training.max_length`);
     }
     return tf.tidy(() => {
-      const norm = (x: tf.Tensor, w: tf.Tensor) => rmsNorm(x, w, config.normEps, isGemma);
       const attentionDropout = ctx.training ? dropoutRates.attention : 0;
-      let x: tf.Tensor = tf.gather(embedTokens, inputs.inputIds);
-      if (isGemma) x = tf.mul(x, Math.fround(Math.sqrt(h)));
+      let x = embed(inputs.inputIds);
       const { cos, sin } = ropeTables(inverseFrequencies, t);
       // Grouped-query attention: the query heads of one key/value head attend as one stacked block.
       const groups = numHeads / numKvHeads;
@@ -92,22 +124,64 @@ export function createDecoder(config: ModelConfig, weights: Weights, opts: Backb
         if (!m) masks.set(window, (m = groupMask(causalMask(inputs.attentionMask, window), groups)));
         return m;
       };
-      const scale = 1 / Math.sqrt(headDim);
-      for (const layer of layers) {
-        const { names } = layer;
-        const normed = norm(x, layer.inputNorm);
-        const q = applyRope(splitHeads(ctx.linear(names.q, normed), numHeads, headDim), cos, sin);
-        const k = applyRope(splitHeads(ctx.linear(names.k, normed), numKvHeads, headDim), cos, sin);
-        const v = splitHeads(ctx.linear(names.v, normed), numKvHeads, headDim);
-        const attended = groupedQueryAttention(q, k, v, maskFor(layer.window), scale, ctx, attentionDropout);
-        x = tf.add(x, ctx.linear(names.o, mergeHeads(attended)));
-        const normed2 = norm(x, layer.postAttentionNorm);
-        const gated = tf.mul(activation(ctx.linear(names.gate, normed2)), ctx.linear(names.up, normed2));
-        x = tf.add(x, ctx.linear(names.down, gated));
-      }
+      for (const layer of layers) x = decoderLayer(layer, x, cos, sin, maskFor(layer.window), ctx, attentionDropout);
       return norm(x, finalNorm) as tf.Tensor3D;
     });
   }
 
-  return { config, weights, dropoutRates, linearModules: () => modules.map((m) => ({ ...m })), forward };
+  /** Per layer: keys and values (B, kvHeads, length, D), kept out of every tidy until disposed. */
+  class DecoderKvCache implements KvCache {
+    keys: Array<tf.Tensor4D | null> = layers.map(() => null);
+    values: Array<tf.Tensor4D | null> = layers.map(() => null);
+    length = 0;
+    dispose(): void {
+      for (const t of [...this.keys, ...this.values]) t?.dispose();
+      this.keys = layers.map(() => null);
+      this.values = layers.map(() => null);
+      this.length = 0;
+    }
+  }
+
+  function forwardCached(inputIds: tf.Tensor2D, cacheIn: KvCache, ctx: ForwardContext): tf.Tensor3D {
+    if (!(cacheIn instanceof DecoderKvCache)) throw new Error('internal error: a KV cache from another model');
+    if (ctx.training) throw new Error('internal error: forwardCached is for evaluation only');
+    const cache = cacheIn;
+    const [, t] = inputIds.shape;
+    const offset = cache.length;
+    if (offset + t > config.maxPositionEmbeddings) {
+      throw new LoraxsError(`sequence length ${offset + t} exceeds the model's ${config.maxPositionEmbeddings} positions`);
+    }
+    const next = { keys: [...cache.keys], values: [...cache.values] };
+    const out = tf.tidy(() => {
+      let x = embed(inputIds);
+      const { cos, sin } = ropeTables(inverseFrequencies, t, offset);
+      const groups = numHeads / numKvHeads;
+      const masks = new Map<number | null, tf.Tensor4D>();
+      const maskFor = (window: number | null) => {
+        let m = masks.get(window);
+        if (!m) masks.set(window, (m = groupMask(causalMaskAt(offset, t, window), groups)));
+        return m;
+      };
+      layers.forEach((layer, i) => {
+        x = decoderLayer(layer, x, cos, sin, maskFor(layer.window), ctx, 0, {
+          k: cache.keys[i], v: cache.values[i],
+          store(k, v) { next.keys[i] = tf.keep(k); next.values[i] = tf.keep(v); },
+        });
+      });
+      return norm(x, finalNorm) as tf.Tensor3D;
+    });
+    for (let i = 0; i < layers.length; i++) {
+      if (cache.keys[i] !== next.keys[i]) cache.keys[i]?.dispose();
+      if (cache.values[i] !== next.values[i]) cache.values[i]?.dispose();
+    }
+    cache.keys = next.keys;
+    cache.values = next.values;
+    cache.length = offset + t;
+    return out;
+  }
+
+  return {
+    config, weights, dropoutRates, linearModules: () => modules.map((m) => ({ ...m })), forward,
+    createKvCache: () => new DecoderKvCache(), forwardCached,
+  };
 }

@@ -40,17 +40,18 @@ export function ropeInverseFrequencies(config: Pick<ModelConfig, 'headDim' | 'ro
 }
 
 /**
- * cos and sin tables for positions 0..seqLen-1, each (T, D): angle p·f for the D/2 frequencies, repeated
- * for both halves (`cat((freqs, freqs), -1)`).
+ * cos and sin tables for positions start..start+seqLen-1 (start is 0 except when a KV cache holds the
+ * earlier positions), each (T, D): angle p·f for the D/2 frequencies, repeated for both halves
+ * (`cat((freqs, freqs), -1)`).
  */
-export function ropeTables(inverseFrequencies: Float32Array, seqLen: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+export function ropeTables(inverseFrequencies: Float32Array, seqLen: number, start = 0): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
   const half = inverseFrequencies.length;
   const dim = 2 * half;
   const cos = new Float32Array(seqLen * dim);
   const sin = new Float32Array(seqLen * dim);
   for (let p = 0; p < seqLen; p++) {
     for (let i = 0; i < half; i++) {
-      const angle = f32(p * inverseFrequencies[i]);
+      const angle = f32((start + p) * inverseFrequencies[i]);
       const c = Math.cos(angle);
       const s = Math.sin(angle);
       cos[p * dim + i] = c;

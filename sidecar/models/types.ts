@@ -85,6 +85,16 @@ export interface ForwardInputs {
   tokenTypeIds?: tf.Tensor2D;
 }
 
+/**
+ * Keys and values of the positions a decoder has already seen, per layer (B, kvHeads, length, D), for
+ * incremental decoding. Made by `Backbone.createKvCache`, filled by `forwardCached`; `dispose` frees it.
+ */
+export interface KvCache {
+  /** Positions held (the next token's position). */
+  readonly length: number;
+  dispose(): void;
+}
+
 /** A backbone: the transformer without its task head. */
 export interface Backbone {
   config: ModelConfig;
@@ -93,4 +103,13 @@ export interface Backbone {
   linearModules(): LinearModule[];
   /** Last hidden states (B, T, H), after the final norm for decoders. */
   forward(inputs: ForwardInputs, ctx: ForwardContext): tf.Tensor3D;
+  /** Decoders: an empty KV cache for `forwardCached`. */
+  createKvCache?(): KvCache;
+  /**
+   * Decoders, evaluation only: the last hidden states (B, t, H) of `t` new tokens (B, t) that follow the
+   * cache's positions, with no padding; their keys and values are appended to the cache. The same numbers
+   * as `forward` on the whole sequence (up to float rounding), in time that does not grow with the prefix
+   * beyond the attention over it.
+   */
+  forwardCached?(inputIds: tf.Tensor2D, cache: KvCache, ctx: ForwardContext): tf.Tensor3D;
 }

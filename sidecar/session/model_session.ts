@@ -8,10 +8,10 @@ import { initBackend } from '../backend/choice';
 import { openCheckpoint, loadWeights, assertFitsBackend, checkpointFingerprint, type Checkpoint } from '../io/model_folder';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
 import { createBackbone, type TransformerBackbone } from '../models/registry';
-import { createHead, type HeadTask, type TaskHead } from '../models/heads';
+import { createHead, sentenceEmbedding, type HeadTask, type TaskHead, type PairMode, type TargetScaling } from '../models/heads';
 import { taskLogits } from '../models/task_model';
 import { plainContext } from '../models/plain_context';
-import type { ForwardInputs } from '../models/types';
+import type { ForwardInputs, KvCache } from '../models/types';
 import type { AdapterConfig } from '../config/types';
 import { Rng } from '../rng';
 import { buildAdapters, type AdapterSet } from '../loraxs/adapter_set';
@@ -33,6 +33,10 @@ export interface SessionOptions {
   configFile?: string;
   /** The model's tokenizer when the caller already loaded it (to read data first). */
   tokenizer?: TextTokenizer;
+  /** Sentence pairs: `cross` (default) or `bi` (session/pair_mode.ts `pairModeOf`; data must be read the same way). */
+  pairMode?: PairMode;
+  /** Regression: the fresh head's target scaling (session/pair_mode.ts `targetScalingOf`). */
+  targetScaling?: TargetScaling;
 }
 
 export interface ModelSession {
@@ -47,6 +51,14 @@ export interface ModelSession {
   trainable(): Map<string, tf.Variable>;
   /** Task logits: classification/regression (B, numLabels), causal LM (B, T, V). */
   logits(inputs: ForwardInputs, training: boolean, rng?: Rng): tf.Tensor;
+  /** Evaluation: one embedding per row (N, H), as bi pair mode compares them (models/heads.ts `sentenceEmbedding`). */
+  embeddings(inputs: ForwardInputs): tf.Tensor2D;
+  /**
+   * Causal LM, evaluation: an empty KV cache, and the logits (B, t, V) of t new tokens that follow the
+   * cache's positions (the cache grows by t). Null for models without incremental decoding.
+   */
+  kvCache(): KvCache | null;
+  logitsCached(inputIds: tf.Tensor2D, cache: KvCache): tf.Tensor;
   dispose(): void;
 }
 
@@ -67,7 +79,9 @@ export async function openModelSession(opts: SessionOptions): Promise<ModelSessi
     adapters = opts.adapter || opts.adapterDir
       ? buildAdapters({ backbone, modelDir: opts.modelDir, fingerprint, config: opts.adapter, seed: opts.seed, adapterDir: opts.adapterDir, events: opts.events, configFile: opts.configFile })
       : null;
-    head = createHead(backbone, opts.task, opts.numLabels, { seed: opts.seed, checkpointHead: adapters?.savedHead ?? undefined });
+    head = createHead(backbone, opts.task, opts.numLabels, {
+      seed: opts.seed, checkpointHead: adapters?.savedHead ?? undefined, pairMode: opts.pairMode, targetScaling: opts.targetScaling,
+    });
   } catch (e) {
     adapters?.dispose();
     for (const t of weights.values()) t.dispose();
@@ -95,6 +109,23 @@ export async function openModelSession(opts: SessionOptions): Promise<ModelSessi
       const ctxOpts = { training, rng, extra: theHead.trainable as Map<string, tf.Tensor> };
       const ctx = adapters ? adapters.context(weights, ctxOpts) : plainContext(weights, ctxOpts);
       return taskLogits(backbone, theHead, inputs, ctx);
+    },
+    embeddings(inputs) {
+      const ctxOpts = { training: false, extra: theHead.trainable as Map<string, tf.Tensor> };
+      const ctx = adapters ? adapters.context(weights, ctxOpts) : plainContext(weights, ctxOpts);
+      return tf.tidy(() => sentenceEmbedding(backbone, backbone.forward(inputs, ctx), inputs, ctx));
+    },
+    kvCache() {
+      return backbone.createKvCache?.() ?? null;
+    },
+    logitsCached(inputIds, cache) {
+      if (!backbone.forwardCached) throw new Error(`internal error: ${ckpt.config.modelType} has no KV cache`);
+      const ctxOpts = { training: false, extra: theHead.trainable as Map<string, tf.Tensor> };
+      const ctx = adapters ? adapters.context(weights, ctxOpts) : plainContext(weights, ctxOpts);
+      return tf.tidy(() => {
+        const hidden = backbone.forwardCached!(inputIds, cache, ctx);
+        return theHead.apply(hidden, { inputIds, attentionMask: tf.onesLike(inputIds) as tf.Tensor2D }, ctx);
+      });
     },
     dispose() {
       theHead.dispose();

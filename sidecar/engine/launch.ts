@@ -1,0 +1,289 @@
+/**
+ * `loraxs launch`: the same config trained by PyTorch + Accelerate (trainer/train.py), on one or many
+ * processes, GPUs or machines.
+ *
+ *   1. the config is loaded and the output folder checked as `train` does;
+ *   2. the engine writes the run plan (run_plan.ts: batches in its order, initial R, head and factors);
+ *   3. an Accelerate config file goes to <output>/accelerate_config.yaml;
+ *   4. `python -m accelerate.commands.launch --config_file ... trainer/train.py --plan <output>/plan` runs in
+ *      its own process group; its step and eval lines become JobEvents; the signal sends SIGTERM to the
+ *      whole group (every rank saves one checkpoint at the same update) and the launch waits for the group
+ *      to be gone.
+ *
+ * On a machine without CUDA the processes are CPU processes talking over gloo: Accelerate's own MULTI_CPU
+ * launcher needs mpirun, so the config says MULTI_GPU (torchrun) and ACCELERATE_USE_CPU=true makes every
+ * process a CPU one.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { loadConfig } from '../config/parse';
+import type { RunConfig } from '../config/types';
+import { LoraxsError } from '../errors';
+import { preflightOutput, writeOutputMarker, OUTPUT_MARKER } from '../io/output_folder';
+import { writeRunPlan } from './run_plan';
+import type { JobEvent } from '../records';
+import { eventCallbacks } from './events';
+
+export type MixedPrecision = 'no' | 'bf16' | 'fp16';
+
+export interface LaunchOptions {
+  /** Processes per machine (default: compute.processes, else 1). */
+  processes?: number;
+  nnodes?: number;
+  nodeRank?: number;
+  /** ADDR:PORT of the main machine (rank 0). */
+  main?: string;
+  mixedPrecision?: MixedPrecision;
+  fsdp?: boolean;
+  /** A DeepSpeed JSON config file. */
+  deepspeed?: string;
+  dryRun?: boolean;
+  resume?: boolean;
+  overwrite?: boolean;
+  python?: string;
+  /** Force CPU processes (gloo); default: when the Python's torch sees no CUDA device. */
+  cpu?: boolean;
+  gradientCheckpointing?: boolean;
+}
+
+export interface LaunchSettings {
+  processesPerNode: number;
+  nnodes: number;
+  nodeRank: number;
+  mainAddress: string;
+  mainPort: number;
+  mixedPrecision: MixedPrecision;
+  fsdp: boolean;
+  deepspeed: string | null;
+  cpu: boolean;
+}
+
+export interface LaunchPlan {
+  python: string;
+  trainer: string;
+  command: string[];
+  env: Record<string, string>;
+  accelerateConfigFile: string;
+  accelerateConfig: string;
+  planDir: string;
+}
+
+export interface LaunchResult {
+  output: string;
+  exitCode: number;
+  cancelled: boolean;
+  dryRun: boolean;
+  command: string[];
+  accelerateConfigFile: string;
+  /** Dry run: the command line and the Accelerate config file's text. */
+  text?: string;
+}
+
+/** The repository folder that holds trainer/train.py (LORAXS_REPO_ROOT, else up from this bundle). */
+export function trainerRoot(): string {
+  const candidates = [process.env.LORAXS_REPO_ROOT, __dirname, process.cwd()].filter((x): x is string => !!x);
+  for (const start of candidates) {
+    let dir = path.resolve(start);
+    for (;;) {
+      if (fs.existsSync(path.join(dir, 'trainer', 'train.py'))) return dir;
+      const up = path.dirname(dir);
+      if (up === dir) break;
+      dir = up;
+    }
+  }
+  throw new LoraxsError('trainer/train.py was not found beside this installation (loraxs launch needs the repository checkout)');
+}
+
+/** The trainer's Python: --python, compute.python, <repo>/.venv-trainer/bin/python, else python3. */
+export function trainerPython(config: RunConfig | null, opts: LaunchOptions, root: string): string {
+  if (opts.python) return opts.python;
+  if (config?.compute?.python) return config.compute.python;
+  const venv = path.join(root, '.venv-trainer', 'bin', 'python');
+  return fs.existsSync(venv) ? venv : 'python3';
+}
+
+const yamlValue = (v: string | number | boolean): string => (typeof v === 'string' ? JSON.stringify(v) : String(v));
+
+/** The Accelerate config file (the format `accelerate config` writes; accelerate/commands/config/config_args.py). */
+export function accelerateConfigYaml(s: LaunchSettings): string {
+  const total = s.processesPerNode * s.nnodes;
+  const distributed = s.deepspeed ? 'DEEPSPEED' : s.fsdp ? 'FSDP' : total > 1 ? 'MULTI_GPU' : 'NO';
+  const lines: string[] = [
+    '# Written by `loraxs launch`; run by hand: accelerate launch --config_file THIS trainer/train.py --plan PLAN',
+    'compute_environment: LOCAL_MACHINE',
+    `distributed_type: ${distributed}`,
+    `num_machines: ${s.nnodes}`,
+    `machine_rank: ${s.nodeRank}`,
+    `num_processes: ${total}`,
+    `mixed_precision: ${yamlValue(s.mixedPrecision)}`,
+    // CPU with one process: the simple launcher; with several, torchrun + ACCELERATE_USE_CPU (see above).
+    `use_cpu: ${s.cpu && total === 1}`,
+    'gpu_ids: all',
+    `main_process_port: ${s.mainPort}`,
+    'rdzv_backend: static',
+    'same_network: true',
+    'downcast_bf16: "no"',
+    'tpu_use_cluster: false',
+    'tpu_use_sudo: false',
+    'tpu_env: []',
+  ];
+  if (s.nnodes > 1) lines.push(`main_process_ip: ${yamlValue(s.mainAddress)}`);
+  if (s.fsdp && !s.deepspeed) {
+    lines.push(
+      'fsdp_config:',
+      '  fsdp_version: 2',
+      '  fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP',
+      '  fsdp_cpu_ram_efficient_loading: true',
+      '  fsdp_offload_params: false',
+      '  fsdp_reshard_after_forward: true',
+      '  fsdp_state_dict_type: FULL_STATE_DICT',
+      '  fsdp_activation_checkpointing: false',
+    );
+  }
+  if (s.deepspeed) {
+    lines.push('deepspeed_config:', `  deepspeed_config_file: ${yamlValue(path.resolve(s.deepspeed))}`, `  deepspeed_multinode_launcher: standard`, '  zero3_init_flag: false');
+  }
+  return lines.join('\n') + '\n';
+}
+
+function parseMain(main: string | undefined, nnodes: number): { address: string; port: number } {
+  if (!main) {
+    if (nnodes > 1) throw new LoraxsError('--nnodes above 1 needs --main ADDR:PORT (the address of the machine with --node-rank 0)');
+    return { address: '127.0.0.1', port: 29500 };
+  }
+  const m = /^(.+):(\d+)$/.exec(main);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) throw new LoraxsError(`--main must be ADDR:PORT, got '${main}'`);
+  return { address: m[1], port: Number(m[2]) };
+}
+
+/** Whether the Python's torch sees a CUDA device (false when it cannot tell). */
+function torchHasCuda(python: string): boolean {
+  const r = spawnSync(python, ['-c', 'import torch,sys; sys.stdout.write(str(torch.cuda.is_available()))'], { encoding: 'utf8', timeout: 120_000 });
+  return r.status === 0 && r.stdout.trim() === 'True';
+}
+
+/** Settings, command and config file text (nothing is written or run). */
+export function prepareLaunch(config: RunConfig, opts: LaunchOptions): LaunchPlan & { settings: LaunchSettings } {
+  const root = trainerRoot();
+  const python = trainerPython(config, opts, root);
+  const nnodes = opts.nnodes ?? 1;
+  const nodeRank = opts.nodeRank ?? 0;
+  if (!Number.isInteger(nnodes) || nnodes < 1) throw new LoraxsError(`--nnodes must be a positive integer, got ${nnodes}`);
+  if (!Number.isInteger(nodeRank) || nodeRank < 0 || nodeRank >= nnodes) throw new LoraxsError(`--node-rank must be in 0..${nnodes - 1}, got ${nodeRank}`);
+  const { address, port } = parseMain(opts.main, nnodes);
+  const mixed = opts.mixedPrecision ?? config.compute?.mixedPrecision ?? 'no';
+  if (!['no', 'bf16', 'fp16'].includes(mixed)) throw new LoraxsError(`--mixed-precision must be no, bf16 or fp16, got '${mixed}'`);
+  if (opts.deepspeed && !fs.existsSync(opts.deepspeed)) throw new LoraxsError(`--deepspeed: ${opts.deepspeed} does not exist`);
+  const cpu = opts.cpu ?? (opts.dryRun ? false : !torchHasCuda(python));
+  const settings: LaunchSettings = {
+    processesPerNode: opts.processes ?? config.compute?.processes ?? 1,
+    nnodes, nodeRank, mainAddress: address, mainPort: port, mixedPrecision: mixed, fsdp: opts.fsdp === true, deepspeed: opts.deepspeed ?? null, cpu,
+  };
+  if (!Number.isInteger(settings.processesPerNode) || settings.processesPerNode < 1) throw new LoraxsError(`--processes must be a positive integer, got ${settings.processesPerNode}`);
+  const accelerateConfigFile = path.join(config.output, 'accelerate_config.yaml');
+  const planDir = path.join(config.output, 'plan');
+  const trainer = path.join(root, 'trainer', 'train.py');
+  const command = [python, '-m', 'accelerate.commands.launch', '--config_file', accelerateConfigFile, trainer, '--plan', planDir, '--mixed-precision', mixed];
+  if (opts.gradientCheckpointing ?? config.compute?.gradientCheckpointing) command.push('--gradient-checkpointing');
+  if (opts.resume) command.push('--resume');
+  const env: Record<string, string> = {};
+  if (cpu) env.ACCELERATE_USE_CPU = 'true';
+  return { python, trainer, command, env, accelerateConfigFile, accelerateConfig: accelerateConfigYaml(settings), planDir, settings };
+}
+
+const shellQuote = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+/** The command line as a shell would take it (environment first). */
+export function commandLine(p: Pick<LaunchPlan, 'command' | 'env'>): string {
+  return [...Object.entries(p.env).map(([k, v]) => `${k}=${shellQuote(v)}`), ...p.command.map(shellQuote)].join(' ');
+}
+
+/** Resolves once no process of the group `pgid` is left (or after `ms`). */
+async function groupGone(pgid: number, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    try {
+      process.kill(-pgid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/**
+ * Plans and runs (or, with dryRun, prints) one launch. `emit` gets `started`, `log`, `step` and `eval`
+ * events as `loraxs train` emits them; `signal` stops the run (SIGTERM to the launcher's process group).
+ */
+export async function runLaunch(configFile: string, opts: LaunchOptions, emit: (e: JobEvent) => void, signal?: AbortSignal): Promise<LaunchResult> {
+  const config = loadConfig(path.resolve(configFile), { requireTraining: true });
+  const p = prepareLaunch(config, opts);
+  if (opts.dryRun) {
+    return { output: config.output, exitCode: 0, cancelled: false, dryRun: true, command: p.command, accelerateConfigFile: p.accelerateConfigFile, text: `${commandLine(p)}\n\n# ${p.accelerateConfigFile}\n${p.accelerateConfig}` };
+  }
+  const out = preflightOutput({
+    job: 'train', outDir: config.output, overwrite: opts.overwrite === true, resume: opts.resume === true, bytes: 0, mode: 'into',
+    inputs: [{ path: config.model, what: 'the model folder' }, { path: config.file, what: 'the config file' }],
+  });
+  if (opts.overwrite && !opts.resume && out.state.kind === 'marked') fs.rmSync(out.outDir, { recursive: true, force: true });
+  fs.mkdirSync(config.output, { recursive: true });
+  if (!fs.existsSync(path.join(config.output, OUTPUT_MARKER))) writeOutputMarker(config.output, 'launch');
+  emit({ kind: 'started', job: 'train', config: config.file, output: config.output });
+  const events = eventCallbacks(emit);
+  if (opts.resume && fs.existsSync(path.join(p.planDir, 'plan.json'))) {
+    events.log?.(`resuming with the plan in ${p.planDir}`);
+  } else {
+    events.log?.(`writing the run plan to ${p.planDir}`);
+    await writeRunPlan(config, p.planDir, events);
+  }
+  fs.writeFileSync(p.accelerateConfigFile, p.accelerateConfig);
+  events.log?.(commandLine(p));
+
+  const child = spawn(p.command[0], p.command.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...p.env } });
+  const pgid = child.pid!;
+  let cancelled = false;
+  const stop = (): void => {
+    cancelled = true;
+    try {
+      process.kill(-pgid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
+  };
+  signal?.addEventListener('abort', stop, { once: true });
+  if (signal?.aborted) stop();
+  const onLines = (buf: { rest: string }) => (chunk: Buffer): void => {
+    buf.rest += chunk.toString('utf8');
+    const lines = buf.rest.split('\n');
+    buf.rest = lines.pop() ?? '';
+    for (const line of lines) {
+      if (line.startsWith('{"loraxs_step":')) {
+        try {
+          events.step?.(JSON.parse(line).loraxs_step);
+          continue;
+        } catch { /* shown as a log line */ }
+      }
+      if (line.startsWith('{"loraxs_eval":')) {
+        try {
+          const e = JSON.parse(line).loraxs_eval;
+          events.eval?.(e.record, e.best === true);
+          continue;
+        } catch { /* shown as a log line */ }
+      }
+      if (line.trim()) events.log?.(line);
+    }
+  };
+  child.stdout!.on('data', onLines({ rest: '' }));
+  child.stderr!.on('data', onLines({ rest: '' }));
+  const exitCode = await new Promise<number>((resolve, reject) => {
+    child.on('error', (e) => reject(new LoraxsError(`could not run ${p.command[0]}: ${e.message} (install the trainer: ${p.python} -m pip install -r trainer/requirements.txt, or pass --python)`)));
+    child.on('exit', (code, sig) => resolve(code ?? (sig ? 128 + (sig === 'SIGTERM' ? 15 : 2) : 1)));
+  });
+  signal?.removeEventListener('abort', stop);
+  // The launcher may exit before its processes do (a signal to the group reaches them all): wait for them.
+  await groupGone(pgid, 120_000);
+  const ckpt = path.join(config.output, 'trainer_checkpoint', 'state.pt');
+  if (cancelled && !fs.existsSync(ckpt)) events.log?.('cancelled before the trainer saved a checkpoint');
+  return { output: config.output, exitCode, cancelled, dryRun: false, command: p.command, accelerateConfigFile: p.accelerateConfigFile };
+}
