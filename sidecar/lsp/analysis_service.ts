@@ -15,7 +15,7 @@ import { toResponseError } from './response_errors';
 import { UNTRUSTED_MESSAGE } from './job_service';
 import { uriToPath } from './config_uri';
 
-export interface AblationServiceOptions {
+export interface AnalysisServiceOptions {
   connection: Connection;
   /** The sidecar bundle, run as the job worker. */
   workerScript: string;
@@ -23,10 +23,10 @@ export interface AblationServiceOptions {
   status: (state: StatusNotification.Params['state'], message?: string) => void;
 }
 
-export class AblationService {
+export class AnalysisService {
   private readonly slot: JobSlot;
 
-  constructor(private readonly o: AblationServiceOptions) {
+  constructor(private readonly o: AnalysisServiceOptions) {
     this.slot = new JobSlot(o);
   }
 

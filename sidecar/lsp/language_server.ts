@@ -21,7 +21,7 @@ import { completionsAt } from './completion';
 import { codeLenses } from './code_lens';
 import { quickFixes } from './quick_fix';
 import { JobService } from './job_service';
-import { AblationService } from './analysis_service';
+import { AnalysisService } from './analysis_service';
 import { registerRunInfo } from './run_info';
 
 export interface LanguageServerOptions {
@@ -112,7 +112,7 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
     status: jobStatus,
   });
 
-  const analyses = new AblationService({
+  const analyses = new AnalysisService({
     connection: guarded,
     workerScript: opts.workerScript,
     trusted: () => trusted,
