@@ -9,6 +9,8 @@ import { LoraxsError } from '../errors';
 import { str, required, positiveInt, interruptSignal, interruptExitCode, type CommandSpec, type OptionSpec } from './options';
 import { loadConfig } from '../config/parse';
 import { computeParams } from '../loraxs/param_counts';
+import { describePairMode } from '../config/pair_mode';
+import { headDescription } from '../loraxs/param_counts';
 import { stderrEvents, stderrProgress } from './progress';
 import { runJob } from '../engine/jobs';
 import { resolveModelDir, resolveModelSource, resolveParamsSource } from '../engine/model_source';
@@ -55,6 +57,9 @@ export const COMMANDS: Record<string, CommandSpec> = {
           `LoRA-XS params    ${f(report.loraxs)}`,
           `LoRA params       ${f(report.lora)}  (same rank)`,
           `VeRA params       ${f(report.vera)}  (same rank)`,
+          `head params       ${f(report.headParams ?? 0)}  (${headDescription(report)})`,
+          `trainable         ${f(report.trainable ?? report.loraxs)}  (LoRA-XS + head, as train counts them)`,
+          ...(report.pairMode ? [`pair mode         ${describePairMode(config) ?? report.pairMode}`] : []),
           `base model params ${f(report.baseParams)}`,
           `adapter bytes     ${f(report.adapterBytes)}`,
           '',

@@ -36,7 +36,7 @@ import { OUTPUT_MARKER, preflightOutput, writeOutputMarker, type OutputCheck, ty
 import { openCheckpoint } from '../io/model_folder';
 import { readAdapterConfig } from '../loraxs/adapter_files';
 import type { RunConfig } from '../config/types';
-import { resolveModelDir, resolveModelSource } from './model_source';
+import { resolveHubRef, resolveModelDir, resolveModelSource } from './model_source';
 import { parseModelRef } from '../hub/repo_id';
 import type { AnalysisRequest, ExportFormat, JobEvent, JobResult } from '../records';
 
@@ -123,13 +123,16 @@ export async function runJob(spec: JobSpec, emit: (e: JobEvent) => void, signal?
       case 'export': {
         // --model may be a hub id (resolved once the job has started); without it, the recorded folder.
         const hubModel = spec.modelDir !== undefined && parseModelRef(spec.modelDir).kind === 'hub';
-        const modelDir = hubModel ? undefined : spec.modelDir ?? recordedModel(spec.adapterDir);
+        // The recorded snapshot folder gone (another machine, a cleaned cache): the recorded hub id at its commit.
+        const recordedHub = spec.modelDir === undefined ? recordedHubModel(spec.adapterDir) : undefined;
+        const modelDir = hubModel || recordedHub ? undefined : spec.modelDir ?? recordedModel(spec.adapterDir);
         preflightOutput({
           job: 'export', outDir: spec.outDir, overwrite, bytes: exportBytes(spec.adapterDir), mode: 'swap',
           inputs: [{ path: spec.adapterDir, what: 'the adapter' }, ...(modelDir ? [{ path: modelDir, what: 'the model folder' }] : [])],
         });
         begin(path.resolve(spec.outDir));
-        const exportModel = hubModel ? await resolveModelDir(spec.modelDir!, { events, signal }) : spec.modelDir;
+        const exportModel = hubModel ? await resolveModelDir(spec.modelDir!, { events, signal })
+          : recordedHub ? (await resolveHubRef(recordedHub, { events, signal })).dir : spec.modelDir;
         return {
           kind: 'folder',
           outDir: await exportRun({ adapterDir: spec.adapterDir, modelDir: exportModel, format: spec.format, outDir: spec.outDir }, events, { writer: 'export', onlyReplaceMarked: true }),
@@ -257,6 +260,16 @@ function exportBytes(adapterDir: string): number {
     return bytes;
   } catch {
     return 0;
+  }
+}
+
+/** The hub id and commit an adapter records, when its recorded snapshot folder is gone. */
+function recordedHubModel(adapterDir: string): { id: string; revision: string } | undefined {
+  try {
+    const base = readAdapterConfig(adapterDir).config.baseModel;
+    return base.hubId !== undefined && base.commit !== undefined && !fs.existsSync(base.path) ? { id: base.hubId, revision: base.commit } : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -10,6 +10,7 @@ import { initBackend } from '../backend/choice';
 import type { RunConfig } from '../config/types';
 import { openCheckpoint, loadWeights, checkpointFingerprint, parameterNames } from '../io/model_folder';
 import { readTensorBytes } from '../io/safetensors';
+import { warnOtherCommit } from '../loraxs/adapter_set';
 import { loadAdapter } from '../loraxs/adapter_files';
 import { adapterFactors, checkBaseModel } from '../loraxs/factor_cache';
 import { mergeWeights, type MergeableModule } from '../loraxs/merge';
@@ -35,6 +36,7 @@ export async function mergeRun(config: RunConfig, adapterDir: string, outDir: st
   const snapshot = loadAdapter(adapterDir);
   const saved = snapshot.config;
   const ckpt = openCheckpoint(config.model);
+  warnOtherCommit(saved, config.model, events);
   checkBaseModel(adapterDir, snapshot, checkpointFingerprint(ckpt), config.model);
   const weights = loadWeights(ckpt, saved.modules.map((m) => `${m.name}.weight`));
   const modules: MergeableModule[] = [];

@@ -14,6 +14,8 @@ import { headerMap, resolveHubModel, type HubProgress, type ResolvedHubModel } f
 import type { SafetensorsHeader } from '../io/safetensors';
 import type { HubModelRef, RunConfig } from '../config/types';
 import type { EngineEvents } from '../records';
+import { LoraxsError, type SourcePlace } from '../errors';
+import { placeConfigError } from '../config/parse';
 
 export interface ModelSourceOptions {
   events?: EngineEvents;
@@ -89,9 +91,21 @@ export async function resolveHubRef(ref: HubModelRef, opts: ModelSourceOptions =
 export async function resolveModelSource<T extends RunConfig>(config: T, opts: ModelSourceOptions & { reload?: () => T } = {}): Promise<T> {
   const ref = config.hubModel;
   if (!ref) return config;
-  const r = await resolveHubRef(ref, opts);
+  let r: ResolvedHubModel;
+  try {
+    r = await resolveHubRef(ref, opts);
+  } catch (e) {
+    throw atModelKey(e, config.file);
+  }
   const base = opts.reload ? opts.reload() : config;
   return { ...base, model: r.dir, hubModel: { id: ref.id, revision: ref.revision, commit: r.commit } };
+}
+
+/** A hub error (one line, no place) placed at the config's `model:` key; its class and code are kept. */
+function atModelKey(e: unknown, file: string): unknown {
+  if (!(e instanceof LoraxsError) || e.place) return e;
+  (e as { place?: SourcePlace }).place = { file, detail: 'model' };
+  return placeConfigError(e, file);
 }
 
 /**
@@ -107,6 +121,10 @@ export async function resolveModelDir(spec: string, opts: ModelSourceOptions = {
 /** What `computeParams` needs of a config whose model may be a hub id: the folder and, headers-only, the headers. */
 export async function resolveParamsSource(config: RunConfig, opts: ModelSourceOptions = {}): Promise<{ model: string; headers?: Map<string, SafetensorsHeader> }> {
   if (!config.hubModel) return { model: config.model };
-  const r = await resolveHubRef(config.hubModel, { ...opts, headersOnly: true });
-  return { model: r.dir, headers: headerMap(r) };
+  try {
+    const r = await resolveHubRef(config.hubModel, { ...opts, headersOnly: true });
+    return { model: r.dir, headers: headerMap(r) };
+  } catch (e) {
+    throw atModelKey(e, config.file);
+  }
 }

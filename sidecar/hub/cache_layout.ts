@@ -70,6 +70,19 @@ export function ensureCacheDirTag(hubCache: string): void {
   } catch { /* a read-only cache still works */ }
 }
 
+/**
+ * The hub id and commit of a snapshot folder (`.../models--org--name/snapshots/<commit>`), or undefined for
+ * any other folder. Ids never contain `--`, so the folder name splits back into one id.
+ */
+export function snapshotOf(dir: string): { id: string; commit: string } | undefined {
+  const abs = path.resolve(dir);
+  const commit = path.basename(abs);
+  const snapshots = path.dirname(abs);
+  const m = /^models--([^/\\]+?)--([^/\\]+)$/.exec(path.basename(path.dirname(snapshots)));
+  if (!isCommitHash(commit) || path.basename(snapshots) !== 'snapshots' || !m || m[1].includes('--') || m[2].includes('--')) return undefined;
+  return { id: `${m[1]}/${m[2]}`, commit };
+}
+
 /** One repository's folder in the hub cache. */
 export class RepoCache {
   readonly dir: string;

@@ -64,3 +64,17 @@ export function absentOptionalFiles(files: string[]): string[] {
   const optional = files.includes('tokenizer.json') ? TOKENIZER_FILES : [...TOKENIZER_FILES, SENTENCEPIECE_MODEL];
   return optional.filter((f) => !files.includes(f));
 }
+
+/**
+ * The cached snapshot folder of `revision` of `id` when it holds config.json, else undefined: a cheap,
+ * synchronous look (no request, no weights) for choosing a config's defaults by model family.
+ */
+export function cachedConfigDir(hubCache: string, id: string, revision: string): string | undefined {
+  try {
+    const cache = new RepoCache(hubCache, id);
+    const commit = cache.commitFor(revision);
+    return commit !== undefined && cache.hasFile(commit, CONFIG_FILE) ? cache.snapshotDir(commit) : undefined;
+  } catch {
+    return undefined;
+  }
+}

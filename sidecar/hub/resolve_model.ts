@@ -14,6 +14,7 @@
  * `headersOnly` (hover, lint, `loraxs params`): config.json and the index as files, the safetensors only as
  * their headers (Range requests; see safetensors_headers.ts); `headers` is filled in the result.
  */
+import * as path from 'node:path';
 import { readSafetensorsHeader, type SafetensorsHeader } from '../io/safetensors';
 import { RepoCache, ensureCacheDirTag, isCommitHash } from './cache_layout';
 import { absentOptionalFiles, findCachedSnapshot, listSnapshot } from './cached_model';
@@ -190,6 +191,24 @@ export async function resolveHubModel(id: string, opts: ResolveOptions = {}): Pr
   }
 }
 
+/**
+ * The cache alone, synchronously (never a request): what resolveHubModel gives offline, or a string naming
+ * the first thing that is not cached. For the language server's lint and hover, which answer at once.
+ */
+export function resolveHubModelFromCache(id: string, opts: Pick<ResolveOptions, 'revision' | 'env' | 'headersOnly'> = {}): ResolvedHubModel | string {
+  checkRepoId(id);
+  const env = opts.env ?? readHubEnv();
+  const revision = opts.revision ?? 'main';
+  const headersOnly = opts.headersOnly ?? false;
+  const cache = new RepoCache(env.hubCache, id);
+  const snap = findCachedSnapshot(cache, env.assetsCache, revision, headersOnly);
+  if (typeof snap === 'string') return snap;
+  return finish({
+    id, revision, commit: snap.commit, dir: snap.dir, files: snap.files, weightFiles: snap.weightFiles,
+    missing: absentOptionalFiles(snap.files), fromCache: true,
+  }, env, cache, headersOnly);
+}
+
 /** Downloads (or fetches the headers of) the planned files, reporting progress over all of them. */
 async function fetchPlanned(planned: Planned[], rc: HubRequestContext, cache: RepoCache, env: HubEnv, opts: ResolveOptions,
   progress: (p: HubProgress) => void, last = true): Promise<void> {
@@ -225,4 +244,11 @@ function finish(r: ResolvedHubModel, env: HubEnv, cache: RepoCache, headersOnly:
     return headerFromRecord(rec, `${r.id}/${f}`);
   });
   return r;
+}
+
+/** A headers-only result's headers by absolute path in its snapshot folder (for io/model_folder.ts openCheckpoint). */
+export function headerMap(r: ResolvedHubModel): Map<string, SafetensorsHeader> {
+  const out = new Map<string, SafetensorsHeader>();
+  r.headers?.forEach((h, i) => out.set(path.join(r.dir, ...r.weightFiles[i].split('/')), h));
+  return out;
 }

@@ -76,7 +76,7 @@ function hubOf(modelDir: string): { hubId: string; commit: string } | Record<str
 }
 
 /** One warning line when the adapter was trained on another commit of the same hub model. */
-function warnOtherCommit(saved: LoraxsAdapterConfig, modelDir: string, events?: EngineEvents): void {
+export function warnOtherCommit(saved: LoraxsAdapterConfig, modelDir: string, events?: EngineEvents): void {
   const now = snapshotOf(modelDir);
   const { hubId, commit } = saved.baseModel;
   if (!now || hubId !== now.id || commit === undefined || commit === now.commit) return;

@@ -227,6 +227,15 @@ export function headParamCount(config: ModelConfig, task: Task, numLabels: numbe
   return h * L;
 }
 
+/** "regression, 1 output", "classification, 2 classes, pair mode bi", "causal-lm: lm_head frozen". */
+export function headDescription(report: Pick<ParamsReport, 'task' | 'numLabels' | 'pairMode'>): string {
+  if (report.task === 'causal-lm') return 'causal-lm: lm_head stays frozen';
+  const what = report.task === 'regression' ? 'regression, 1 output' : `classification, ${report.numLabels ?? 2} classes`;
+  const mode = report.pairMode === 'bi' && report.task === 'regression' ? ', pair mode bi: cosine, no head'
+    : report.pairMode ? `, pair mode ${report.pairMode}` : '';
+  return what + mode;
+}
+
 const labelCounts = new Map<string, { stamp: string; count: number | null }>();
 /** Distinct labels of the training file (as `train` counts them), or null when it cannot be read. Cached by size and mtime. */
 function trainingLabelCount(data: ParamsInput['data']): number | null {

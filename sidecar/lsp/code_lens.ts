@@ -8,13 +8,15 @@ import { LoraxsError } from '../errors';
 import { computeParams } from '../loraxs/param_counts';
 import { CodeLensCommands } from '../protocol';
 import { configForParams } from './params_input';
+import { HubModelPending } from './hub_models';
 
 const FIRST_LINE = { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } };
 
 /** The parameter lens's title: `12,288 trainable parameters (LoRA-XS, 24 modules)`, or why it is unknown. */
 export function paramsLensTitle(text: string, file: string): string {
   const c = configForParams(text, file);
-  if (c instanceof LoraxsError) return 'trainable parameters: no model: yet';
+  if (c instanceof HubModelPending) return 'trainable parameters: reading the model from the Hugging Face hub…';
+  if (c instanceof LoraxsError) return c.message.startsWith('the config names no model') ? 'trainable parameters: no model: yet' : 'trainable parameters: see the problems in this config';
   try {
     const report = computeParams(c.input);
     return `${report.loraxs.toLocaleString('en-US')} trainable parameters (LoRA-XS, ${report.modules} modules)`;

@@ -49,7 +49,7 @@ function writtenKeys(text: string, parent: string[]): Set<string> {
 function targetItems(text: string, file: string, asKeys: boolean): CompletionItem[] {
   const c = configForParams(text, file);
   if (c instanceof LoraxsError) return [];
-  const info = modelInfo(c.input.model);
+  const info = modelInfo(c.input.model, c.input.headers);
   if (info instanceof LoraxsError) return [];
   const primary = moduleTypeKeys(info.modules);
   const all = [...primary, ...targetKeysOf(info.modules).filter((k) => !primary.includes(k) && !/\.\d+$|^\d/.test(k))];

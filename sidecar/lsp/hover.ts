@@ -35,7 +35,7 @@ function schemaText(path: (string | number)[]): string {
 function targetItemText(text: string, file: string, key: string): string | null {
   const c = configForParams(text, file);
   if (c instanceof LoraxsError) return null;
-  const info = modelInfo(c.input.model);
+  const info = modelInfo(c.input.model, c.input.headers);
   if (info instanceof LoraxsError) return null;
   const matched = info.modules.filter((m) => keyMatches(m.name, key));
   if (matched.length === 0) return `\`${key}\` matches no module of this model`;

@@ -17,6 +17,9 @@ import { readHubEnv } from '../hub/hub_env';
 import { offlineNotCached } from '../hub/hub_errors';
 import { headerMap, resolveHubModel, resolveHubModelFromCache } from '../hub/resolve_model';
 
+/** What the callers get while a hub model's headers are on their way (a LoraxsError saying so). */
+export class HubModelPending extends LoraxsError {}
+
 export type HubModelState =
   | { kind: 'ready'; dir: string; commit: string; headers: Map<string, SafetensorsHeader> }
   | { kind: 'pending'; message: string }

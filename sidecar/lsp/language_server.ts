@@ -23,6 +23,8 @@ import { quickFixes } from './quick_fix';
 import { JobService } from './job_service';
 import { AnalysisService } from './analysis_service';
 import { registerRunInfo } from './run_info';
+import { configureHubModels } from './hub_models';
+import { settleModelOf } from './params_input';
 
 export interface LanguageServerOptions {
   /** The sidecar bundle (dist/sidecar.js), started as the worker that runs training. */
@@ -30,6 +32,8 @@ export interface LanguageServerOptions {
 }
 
 const DEFAULT_DIAGNOSTICS_DELAY_MS = 250;
+/** How long a hover waits for a hub model's headers that are being fetched before it answers without them. */
+const HOVER_HUB_WAIT_MS = 15_000;
 
 export function startLanguageServer(connection: Connection, opts: LanguageServerOptions): void {
   const documents = new TextDocuments(TextDocument);
@@ -98,6 +102,8 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
     for (const doc of documents.all()) if (handles(doc)) publish(doc.uri);
     if (canRefreshLenses) void connection.sendRequest(CodeLensRefreshRequest.type).catch(() => undefined);
   };
+  // A hub model's headers fetched in the background (hub_models.ts): lint again, refresh the lenses.
+  configureHubModels({ canFetch: () => trusted, onLanded: () => safe('hub model fetched', undefined, relintAll) });
 
   /** The status a job reports (busy, then idle), with the backend the server initialised. */
   const jobStatus = (s: StatusNotification.Params['state'], message?: string): void => sendStatus({ state: s, backend, threads, message });
@@ -188,11 +194,17 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
   const validPosition = (pos: unknown): pos is { line: number; character: number } =>
     pos !== null && typeof pos === 'object' && Number.isInteger((pos as { line: unknown }).line) && Number.isInteger((pos as { character: unknown }).character)
     && (pos as { line: number }).line >= 0 && (pos as { character: number }).character >= 0;
-  connection.onHover((p) => safe('hover', null, () => {
+  connection.onHover(async (p) => {
+    // A hub model named by the config whose headers are on their way: wait for them (bounded).
+    const pre = fullDoc(p?.textDocument?.uri);
+    if (pre && diskChecks(pre.uri)) await settleModelOf(pre.getText(), uriToPath(pre.uri), HOVER_HUB_WAIT_MS).catch(() => undefined);
+    return hover(p);
+  });
+  const hover = (p: Parameters<Parameters<typeof connection.onHover>[0]>[0]) => safe('hover', null, () => {
     const doc = fullDoc(p?.textDocument?.uri);
     if (!doc || !validPosition(p.position)) return null;
     return hoverAt(doc.getText(), uriToPath(doc.uri), doc.offsetAt(p.position), diskChecks(doc.uri));
-  }));
+  });
   connection.onCompletion((p) => safe('completion', [], () => {
     const doc = fullDoc(p?.textDocument?.uri);
     if (!doc || !validPosition(p.position)) return [];

@@ -4,6 +4,7 @@
  * adapters, and the training-memory estimate.
  */
 import type { ParamsReport } from '../records';
+import { headDescription } from '../loraxs/param_counts';
 
 const n = (x: number): string => x.toLocaleString('en-US');
 
@@ -46,6 +47,11 @@ export function paramsMarkdown(report: ParamsReport, opts: { rank: number; alpha
   lines.push('');
   const vsLora = report.loraxs > 0 ? report.lora / report.loraxs : 0;
   const m = report.trainingMemory;
+  if (report.headParams !== undefined) {
+    lines.push(`- Head: ${n(report.headParams)} trainable parameters (${cell(headDescription(report))}); ` +
+      `**${n(report.trainable ?? report.loraxs + report.headParams)} trainable in all**, as \`train\` counts them`);
+  }
+  if (report.pairMode) lines.push(`- Sentence pairs: pair mode **${report.pairMode}** (${report.pairMode === 'bi' ? 'each text embedded alone, then compared' : 'the two texts joined with separators'})`);
   lines.push(`- LoRA at the same rank trains ${n(report.lora)} (${vsLora.toFixed(1)}× as many), VeRA ${n(report.vera)}`);
   lines.push(`- Base model: ${n(report.baseParams)} parameters (from ${report.baseParamsFrom}); LoRA-XS trains ${percent(report.loraxs / Math.max(report.baseParams, 1))} of that`);
   lines.push(`- Adapter: ${n(report.adapterBytes)} bytes (float32 R); 1,000,000 adapters: ${formatBytes(report.adapterBytes * 1e6)}`);

@@ -15,7 +15,7 @@ import type { DataTable } from '../io/data_table';
 import type { LinearModule } from '../models/types';
 import { keyMatches, longestMatch, rankFor, closestSuffixes } from '../loraxs/targets';
 import { OTHER_FAMILY_KEYS, moduleTypeKeys, targetKeysOf } from '../loraxs/target_keys';
-import { modelInfo } from './model_info';
+import { configModelInfo } from './model_info';
 import type { ModelInfo } from './model_info';
 import { PREVIEW_ROWS, previewTable } from './data_preview';
 import { listText } from '../config/messages';
@@ -49,8 +49,11 @@ class Reporter {
 /** All problems found by reading the model folder and the data files named by `config`. */
 export function semanticProblems(config: ParsedConfig, pd: PositionedDocument): LintProblem[] {
   const report = new Reporter(pd);
-  const info = modelInfo(config.model);
-  if (info instanceof LoraxsError) {
+  // A hub model being fetched (null) is checked when its headers land (the server lints again then).
+  const info = configModelInfo(config);
+  if (info === null) {
+    // nothing to check yet
+  } else if (info instanceof LoraxsError) {
     report.add('error', info.message, ['model'], 'value');
   } else {
     if (info.checkpointError) report.add('error', info.checkpointError.message, ['model'], 'value');
