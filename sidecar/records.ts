@@ -25,6 +25,14 @@ export interface StepRecord {
   grad_norm?: number;
   /** Updates in the whole run, for ETA. */
   total_steps?: number;
+  /** Seconds since training started in this process (after the model loaded; a resumed run counts from the resume). */
+  elapsed_s?: number;
+  /** Estimated seconds to the last update: this process's seconds per update so far (evaluations included) × updates left. */
+  eta_s?: number;
+  /** `loraxs launch`: the processes that trained this update (tokens_per_s is their total). */
+  processes?: number;
+  /** `loraxs launch`: the processes' device (cpu, cuda:<name>). */
+  device?: string;
 }
 
 export interface EvalRecord {
@@ -165,6 +173,16 @@ export interface ParamsReport {
   perModuleType: Record<string, ModuleTypeParams>;
   trainingMemoryBytes: number;
   trainingMemory: TrainingMemoryEstimate;
+  /** The task counted (the config's, else classification for encoders, causal-lm for decoders). */
+  task?: 'classification' | 'regression' | 'causal-lm';
+  /** The task head's trainable parameters (0 for causal-lm and bi-mode regression). */
+  headParams?: number;
+  /** loraxs + headParams: what `train` reports as trainable. */
+  trainable?: number;
+  /** Outputs of the head: classes (the training data's, else config.json's, at least 2), 1 for regression; null for causal-lm. */
+  numLabels?: number | null;
+  /** Sentence pairs: the pair mode used; null when the data are single texts. */
+  pairMode?: 'cross' | 'bi' | null;
 }
 
 export type AblationKind = 'retention' | 'delta';

@@ -58,7 +58,8 @@ export const launchCommand: CommandSpec = {
     if (v.json === true) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     else if (result.text) process.stdout.write(result.text);
     else process.stdout.write(`${result.cancelled ? 'cancelled' : result.exitCode === 0 ? 'finished' : `failed (exit ${result.exitCode})`}; output: ${result.output}\n`);
-    if (result.cancelled && stop) return interruptExitCode(stop);
+    // Stopped by our signal: 130/143 as `loraxs train`; stopped by the trainer itself (its processes were signalled): 0.
+    if (result.cancelled) return stop?.aborted ? interruptExitCode(stop) : 0;
     return result.exitCode === 0 ? 0 : 1;
   },
 };

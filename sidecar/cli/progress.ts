@@ -5,6 +5,14 @@
 import type { EngineEvents, JobEvent } from '../records';
 import { eventCallbacks } from '../engine/events';
 
+/** Seconds as `42s`, `3m05s`, `1h02m`. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
 /** A listener that draws JobEvents on stderr. */
 export function stderrProgress(opts: { quiet?: boolean } = {}): (e: JobEvent) => void {
   const tty = process.stderr.isTTY === true;
@@ -31,7 +39,8 @@ export function stderrProgress(opts: { quiet?: boolean } = {}): (e: JobEvent) =>
         break;
       case 'step': {
         const r = e.record;
-        const line = `step ${r.step}${r.total_steps ? `/${r.total_steps}` : ''} epoch ${r.epoch} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(2)} ${Math.round(r.tokens_per_s)} tok/s`;
+        const time = r.elapsed_s !== undefined ? ` ${formatDuration(r.elapsed_s)} elapsed${r.eta_s !== undefined && r.step !== r.total_steps ? `, ETA ${formatDuration(r.eta_s)}` : ''}` : '';
+        const line = `step ${r.step}${r.total_steps ? `/${r.total_steps}` : ''} epoch ${r.epoch} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(2)} ${Math.round(r.tokens_per_s)} tok/s${time}`;
         if (tty) write(`\r\x1b[K${line}`);
         else if (now - lastLine > 5000 || r.step === r.total_steps) {
           lastLine = now;

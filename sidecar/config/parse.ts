@@ -629,13 +629,16 @@ function buildConfig(
       } } : {}),
     },
     output: raw.output ? resolvePath(dir, raw.output) : defaultOutput(absFile),
-    compute: {
-      backend: raw.compute?.backend ?? 'auto',
-      python: raw.compute?.python ? resolvePath(dir, raw.compute.python) : null,
-      processes: raw.compute?.processes ?? 1,
-      mixedPrecision: raw.compute?.mixed_precision ?? 'no',
-      gradientCheckpointing: raw.compute?.gradient_checkpointing ?? false,
-    },
+    // `compute:` only when the config has one (its defaults: engine/launch.ts and the schema).
+    ...(raw.compute ? {
+      compute: {
+        backend: raw.compute.backend ?? 'auto',
+        python: raw.compute.python ? resolvePath(dir, raw.compute.python) : null,
+        processes: raw.compute.processes ?? 1,
+        mixedPrecision: raw.compute.mixed_precision ?? 'no',
+        gradientCheckpointing: raw.compute.gradient_checkpointing ?? false,
+      },
+    } : {}),
     analysis: {
       fractions: an.fractions ?? [...ANALYSIS_DEFAULTS.fractions],
       regions: an.regions ?? [...ANALYSIS_DEFAULTS.regions],

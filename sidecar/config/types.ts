@@ -100,7 +100,7 @@ export interface RunConfig {
   /** `adapter: none`: train only the classification / regression head (a baseline). */
   headOnly?: boolean;
   output: string;
-  /** The `compute:` section (defaults filled in by parse.ts); absent in configs built by hand. */
+  /** The `compute:` section, when the config has one (its missing keys filled in by parse.ts). */
   compute?: ComputeConfig;
 }
 

@@ -16,6 +16,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as net from 'node:net';
 import { spawn, spawnSync } from 'node:child_process';
 import { loadConfig } from '../config/parse';
 import type { RunConfig } from '../config/types';
@@ -199,6 +200,18 @@ export function commandLine(p: Pick<LaunchPlan, 'command' | 'env'>): string {
   return [...Object.entries(p.env).map(([k, v]) => `${k}=${shellQuote(v)}`), ...p.command.map(shellQuote)].join(' ');
 }
 
+/** A TCP port free on this machine now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /** Resolves once no process of the group `pgid` is left (or after `ms`). */
 async function groupGone(pgid: number, ms: number): Promise<void> {
   const until = Date.now() + ms;
@@ -218,6 +231,8 @@ async function groupGone(pgid: number, ms: number): Promise<void> {
  */
 export async function runLaunch(configFile: string, opts: LaunchOptions, emit: (e: JobEvent) => void, signal?: AbortSignal): Promise<LaunchResult> {
   const config = loadConfig(path.resolve(configFile), { requireTraining: true });
+  // One machine: a free port for the processes' rendezvous, so that two runs on one machine do not collide.
+  if (!opts.dryRun && !opts.main && (opts.nnodes ?? 1) === 1) opts = { ...opts, main: `127.0.0.1:${await freePort()}` };
   const p = prepareLaunch(config, opts);
   if (opts.dryRun) {
     return { output: config.output, exitCode: 0, cancelled: false, dryRun: true, command: p.command, accelerateConfigFile: p.accelerateConfigFile, text: `${commandLine(p)}\n\n# ${p.accelerateConfigFile}\n${p.accelerateConfig}` };
@@ -263,6 +278,10 @@ export async function runLaunch(configFile: string, opts: LaunchOptions, emit: (
           events.step?.(JSON.parse(line).loraxs_step);
           continue;
         } catch { /* shown as a log line */ }
+      }
+      if (line.startsWith('{"loraxs_cancelled":')) {
+        cancelled = true; // the trainer stopped early and saved its checkpoint
+        continue;
       }
       if (line.startsWith('{"loraxs_eval":')) {
         try {

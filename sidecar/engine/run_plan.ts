@@ -43,6 +43,8 @@ import type { EngineEvents } from '../records';
 
 export const PLAN_FORMAT = 'loraxs-run-plan';
 export const PLAN_VERSION = 1;
+/** Row ranges per batch in the trainer's gradient reduction (see RunPlan.training.reduction_shards). */
+export const REDUCTION_SHARDS = 8;
 
 /** One planned batch's sizes (its tensors are in the epoch's safetensors file under `<index>.`). */
 export interface PlannedBatch {
@@ -94,6 +96,11 @@ export interface RunPlan {
     seed: number;
     eval_every: 'epoch' | 'end' | number;
     eval_at_start: boolean;
+    /**
+     * Fixed row ranges each batch is cut into for the gradient reduction (independent of the process count,
+     * so 1, 2, 4 or 8 processes, and a resume on another count, add the same numbers in the same order).
+     */
+    reduction_shards: number;
   };
   metric: { name: string; higher_is_better: boolean };
   /** An adapter folder (relative to the plan folder) with the initial R, head and the factors; null: none. */
@@ -228,6 +235,7 @@ export async function writeRunPlan(config: RunConfig, planDir: string, events: E
       seed: tc.seed,
       eval_every: tc.evalEvery,
       eval_at_start: tc.evalAtStart !== false,
+      reduction_shards: REDUCTION_SHARDS,
     },
     metric: { name: metric, higher_is_better: isBetter(metric, 1, 0) },
     init_adapter: 'init_adapter',
