@@ -169,8 +169,8 @@ test('wrong types and out-of-range values are reported at the value', () => {
     ['  warmup_ratio: 1.5', 'training.warmup_ratio must be <= 1 (got 1.5)', '1.5', ['training', 'warmup_ratio']],
     ['  dropout: 1', 'training.dropout must be < 1 (got 1)', '1', ['training', 'dropout']],
     ['  max_length: 1', 'training.max_length must be >= 2 (got 1)', '1', ['training', 'max_length']],
-    ["  eval_every: step", "training.eval_every must be 'epoch' or a number of steps (an integer >= 1) (got 'step')", 'step', ['training', 'eval_every']],
-    ['  eval_every: 0', "training.eval_every must be 'epoch' or a number of steps (an integer >= 1) (got 0)", '0', ['training', 'eval_every']],
+    ["  eval_every: step", "training.eval_every must be 'epoch', 'end' or a number of steps (an integer >= 1) (got 'step')", 'step', ['training', 'eval_every']],
+    ['  eval_every: 0', "training.eval_every must be 'epoch', 'end' or a number of steps (an integer >= 1) (got 0)", '0', ['training', 'eval_every']],
     ['  schedule: cosin', "training.schedule must be one of linear, cosine, constant (got 'cosin'; did you mean 'cosine'?)", 'cosin', ['training', 'schedule']],
     ['  shuffle: "yes"', "training.shuffle must be true or false (got 'yes')", '"yes"', ['training', 'shuffle']],
   ];

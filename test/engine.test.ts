@@ -76,8 +76,10 @@ for (const family of ['bert', 'roberta', 'llama', 'llama3', 'mistral', 'qwen2', 
 
 function metricsWithoutTimes(file: string): object[] {
   return fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => {
-    const { tokens_per_s: _t, ...rest } = JSON.parse(l);
+    const { tokens_per_s: _t, elapsed_s: _e, eta_s: _r, ...rest } = JSON.parse(l);
     void _t;
+    void _e;
+    void _r;
     return rest;
   });
 }

@@ -120,7 +120,7 @@ function outputFiles(dir: string): string[] {
     .filter((f) => fs.statSync(path.join(dir, f)).isFile() && f !== 'metrics.jsonl' && f !== '.loraxs-output').sort();
 }
 
-const withoutTimes = (lines: Line[]): Line[] => lines.map(({ tokens_per_s: _t, ...rest }) => rest);
+const withoutTimes = (lines: Line[]): Line[] => lines.map(({ tokens_per_s: _t, elapsed_s: _e, eta_s: _r, ...rest }) => rest);
 
 let reference: { lines: Line[]; files: string[] } | null = null;
 

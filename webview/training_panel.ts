@@ -8,7 +8,7 @@
  * Everything from configs, models and data is set with textContent, never parsed as HTML.
  */
 import type { TrainRequest, TrainingPanelRequest, TrainingPanelUpdate } from '../sidecar/protocol';
-import { applyUpdate, emptyState, type PanelState, type RunView } from './training_runs';
+import { applyUpdate, emptyState, runTiming, type PanelState, type RunView } from './training_runs';
 import { Chart, PALETTE, cssVar, el, vscodeApi } from './panel_kit';
 import './training_panel.css';
 import type { StepRecord } from '../sidecar/records';
@@ -68,15 +68,14 @@ function duration(seconds: number): string {
   return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
 }
 
-/** Throughput and ETA of a live run: tokens/s of the latest update, time left from the mean update time. */
+/** Throughput, elapsed time and ETA of a live run (training_runs.ts `runTiming`). */
 function liveLine(run: RunView): string | null {
   const last = run.steps.at(-1);
   if (!last || run.summary || run.error) return null;
   const parts = [`step ${last.step}${last.total_steps ? ` / ${last.total_steps}` : ''}`, `${Math.round(last.tokens_per_s).toLocaleString('en-US')} tokens/s`];
-  if (last.total_steps && run.firstStepAt !== undefined && run.lastStepAt !== undefined && run.steps.length > 1) {
-    const perStep = (run.lastStepAt - run.firstStepAt) / (run.steps.length - 1) / 1000;
-    parts.push(`ETA ${duration(perStep * (last.total_steps - last.step))}`);
-  }
+  const timing = runTiming(run);
+  if (timing?.elapsed_s != null) parts.push(`${duration(timing.elapsed_s)} elapsed`);
+  if (timing?.eta_s != null && last.total_steps) parts.push(`ETA ${duration(timing.eta_s)}`);
   return parts.join(' · ');
 }
 

@@ -48,6 +48,20 @@ function runOf(state: PanelState, runId: string, title?: string): RunView {
   return run;
 }
 
+/**
+ * Elapsed time and ETA (seconds) of a run's latest update: the engine's own `elapsed_s` / `eta_s` when
+ * the update line has them (also after a reload from metrics.jsonl), else from the arrival times of live
+ * updates (mean time per update × updates left); null before any update. `eta_s` is 0 at the last update.
+ */
+export function runTiming(run: RunView): { elapsed_s: number | null; eta_s: number | null } | null {
+  const last = run.steps.at(-1);
+  if (!last) return null;
+  if (last.elapsed_s !== undefined) return { elapsed_s: last.elapsed_s, eta_s: last.eta_s ?? null };
+  if (!last.total_steps || run.firstStepAt === undefined || run.lastStepAt === undefined || run.steps.length < 2) return { elapsed_s: null, eta_s: null };
+  const perStep = (run.lastStepAt - run.firstStepAt) / (run.steps.length - 1) / 1000;
+  return { elapsed_s: (run.lastStepAt - run.firstStepAt) / 1000, eta_s: perStep * Math.max(last.total_steps - last.step, 0) };
+}
+
 /** The evaluations of metrics.jsonl, the one the last `best` line names marked best. */
 export function evalsFromRecords(records: MetricsRecord[]): EvalView[] {
   const bestStep = records.filter(isBestRecord).at(-1)?.step;

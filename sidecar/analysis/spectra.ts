@@ -5,6 +5,7 @@
  */
 import * as tf from '../backend/tf';
 import type { RunConfig } from '../config/types';
+import { pairModeOf } from '../session/pair_mode';
 import { openModelSession } from '../session/model_session';
 import { readAdapterConfig } from '../loraxs/adapter_files';
 import { deltaWeight } from '../loraxs/merge';
@@ -37,7 +38,7 @@ export async function runSpectra(config: RunConfig, a: ResolvedAnalysis, events:
   const saved = a.adapterDir ? readAdapterConfig(a.adapterDir).config : null;
   const session = await openModelSession({
     modelDir: config.model, task: config.task, numLabels: config.task === 'regression' ? 1 : saved?.numLabels ?? 2, adapter: null,
-    seed: config.training.seed, dropout: null, adapterDir: a.adapterDir ?? undefined, events, configFile: config.file,
+    seed: config.training.seed, dropout: null, adapterDir: a.adapterDir ?? undefined, events, configFile: config.file, pairMode: pairModeOf(config),
   });
   try {
     const groups = groupModules(session.backbone.linearModules(), a.targets, { file: config.file, detail: 'adapter.targets' });

@@ -19,6 +19,7 @@ import { taskLogits } from '../models/task_model';
 import { openModelSession, type ModelSession } from '../session/model_session';
 import { labelNamesOf } from '../loraxs/adapter_files';
 import { readExamples } from '../session/run_data';
+import { pairModeOf } from '../session/pair_mode';
 import { readAdapterConfig } from '../loraxs/adapter_files';
 import { readModelConfig } from '../io/model_config';
 import { loadTokenizer } from '../io/tokenizer';
@@ -80,7 +81,7 @@ export async function openStudyModel(config: RunConfig, opts: StudyOptions): Pro
   const numLabels = config.task === 'regression' ? 1 : saved?.numLabels ?? modelConfig.numLabels ?? Math.max(2, set.labelNames?.length ?? 2);
   const session = await openModelSession({
     modelDir: config.model, task: config.task, numLabels, adapter: null, seed: config.training.seed,
-    dropout: null, adapterDir: opts.adapterDir, events: opts.events, configFile: config.file, tokenizer,
+    dropout: null, adapterDir: opts.adapterDir, events: opts.events, configFile: config.file, tokenizer, pairMode: pairModeOf(config),
   });
   try {
     if (!saved && config.task !== 'causal-lm') {
@@ -105,7 +106,7 @@ export async function openStudyModel(config: RunConfig, opts: StudyOptions): Pro
     const hash = createHash('sha256');
     hash.update(JSON.stringify(['loraxs-study-v1', s.fingerprint, config.task, metric, config.training.maxLength, path.resolve(file), examples.length]));
     if (opts.adapterDir) for (const f of fs.readdirSync(opts.adapterDir).sort()) if (f.endsWith('.safetensors')) fileHash(hash, path.join(opts.adapterDir, f));
-    hash.update(JSON.stringify(examples.map((e) => [e.inputIds, e.label ?? e.target ?? null])));
+    hash.update(JSON.stringify(examples.map((e) => [e.inputIds, e.label ?? e.target ?? null, ...(e.pairIds ? [e.pairIds] : [])])));
     const setupKey = hash.digest('hex');
     const batchSize = config.training.batchSize;
     const padId = s.tokenizer.padId;

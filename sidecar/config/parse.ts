@@ -623,7 +623,8 @@ function buildConfig(
       shuffle: t.shuffle ?? TRAINING_DEFAULTS.shuffle,
       seed: t.seed ?? TRAINING_DEFAULTS.seed,
       evalEvery: t.eval_every ?? TRAINING_DEFAULTS.evalEvery,
-      evalAtStart: t.eval_at_start ?? true,
+      // Only when given: absent means true, and leaves the resume hash of older checkpoints unchanged.
+      ...(t.eval_at_start !== undefined ? { evalAtStart: t.eval_at_start } : {}),
       ...(t.eval_generate ? { evalGenerate: {
         maxTokens: t.eval_generate.max_tokens ?? 32, answerPattern: t.eval_generate.answer_pattern ?? 'gsm8k', limit: t.eval_generate.limit ?? null,
       } } : {}),

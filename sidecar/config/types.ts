@@ -60,7 +60,7 @@ export interface TrainingConfig {
   shuffle: boolean; // true
   seed: number; // 0
   evalEvery: 'epoch' | 'end' | number; // epoch
-  /** Evaluate the starting point as step 0 (default true). */
+  /** Evaluate the starting point as step 0; absent: true. */
   evalAtStart?: boolean;
   /** causal-lm: generate for validation prompts and score exact match of the extracted answer; null: off. */
   evalGenerate?: EvalGenerateConfig | null;

@@ -176,6 +176,14 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
     events.eval?.(rec, best);
   };
 
+  // Elapsed time and ETA on every update line: seconds per update in this process so far × updates left.
+  const tTrain = performance.now();
+  const firstStep = pos.step;
+  const timing = (step: number): { elapsed_s: number; eta_s: number } => {
+    const elapsed = (performance.now() - tTrain) / 1000;
+    const perStep = elapsed / Math.max(step - firstStep, 1);
+    return { elapsed_s: Math.round(elapsed * 10) / 10, eta_s: Math.round(perStep * Math.max(totalSteps - step, 0) * 10) / 10 };
+  };
   let cancelled = false;
   try {
     await yieldToEventLoop(); // a stop asked while the model loaded is seen before the baseline evaluation
@@ -241,6 +249,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
         const record: StepRecord = {
           step: pos.step, epoch: pos.epoch, loss, lr: tc.lr * mult,
           tokens_per_s: tokens / ((performance.now() - tStep) / 1000), grad_norm: gradNorm, total_steps: totalSteps,
+          ...timing(pos.step),
         };
         appendMetricsLine(metricsFile, record);
         events.step?.(record);
