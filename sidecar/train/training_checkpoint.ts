@@ -54,9 +54,10 @@ interface StateFile {
 /** A hash of everything that changes what training computes (not the output folder or eval cadence). */
 export function trainingConfigHash(config: RunConfig): string {
   const { model, task, data, adapter, training } = config;
-  const { evalEvery: _e, epochs: _n, ...rest } = training;
+  const { evalEvery: _e, epochs: _n, evalAtStart: _s, ...rest } = training;
   void _e;
   void _n;
+  void _s;
   return createHash('sha256').update(JSON.stringify({ model, task, data, adapter, training: rest })).digest('hex').slice(0, 16);
 }
 
