@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { ResponseError } from 'vscode-languageclient/node';
-import { CancelTrainingRequest, ExportRequest, MergeRequest, ReadMetricsRequest, TrainRequest, isOutputExists } from '../sidecar/protocol';
+import { CancelTrainingRequest, EvalRequest, ExportRequest, MergeRequest, ReadMetricsRequest, TrainRequest, isOutputExists } from '../sidecar/protocol';
 import type { TrainProgressNotification } from '../sidecar/protocol';
 import type { SidecarClient } from './client';
 import { scaffoldConfig } from './config_scaffold';
@@ -271,6 +271,49 @@ function merge(ctx: CommandContext): Handler {
   };
 }
 
+/**
+ * Evaluate on the config's validation set: a saved adapter, or the base model (the baseline to compare
+ * with). Arguments for tests: the config URI, then the adapter folder or '' for the base model.
+ */
+function evaluate(ctx: CommandContext): Handler {
+  return async (arg, adapterArg) => {
+    if (refuseUntrusted('Evaluating') || refuseUnavailable(ctx)) return undefined;
+    const uri = await pickConfig(arg, 'evaluate');
+    if (!uri) return undefined;
+    await saveIfDirty(uri);
+    let adapterDir: string | undefined;
+    if (typeof adapterArg === 'string') adapterDir = adapterArg || undefined;
+    else {
+      const base = 'The base model (no adapter)';
+      const pick = await vscode.window.showQuickPick([base, 'An adapter folder…'], { title: 'LoRA-XS: evaluate what?' });
+      if (!pick) return undefined;
+      if (pick !== base) {
+        adapterDir = await pickAdapter(await outputOf(ctx, uri));
+        if (!adapterDir) return undefined;
+      }
+    }
+    const what = adapterDir ? path.basename(adapterDir) : 'the base model';
+    return vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `LoRA-XS: evaluating ${what}`, cancellable: true },
+      async (progress, token) => {
+        const sub = new JobFollower(ctx, (p) => p.job === 'eval' && p.config === uri.fsPath, reportJob(progress));
+        const onCancel = token.onCancellationRequested(() => cancelJob(ctx, sub));
+        try {
+          const r = await ctx.client.languageClient.sendRequest(EvalRequest.type, { uri: uri.toString(), adapterDir });
+          const text = Object.entries(r.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ');
+          ctx.client.log(`[client] eval of ${what} on ${uri.fsPath}: ${text}`);
+          void vscode.window.showInformationMessage(`LoRA-XS: ${what} on ${configName(uri)}'s validation set: ${text}`);
+          return r;
+        } catch (e) {
+          void vscode.window.showErrorMessage(`LoRA-XS: evaluation failed: ${errorText(e)}`);
+          return undefined;
+        } finally {
+          sub.dispose();
+          onCancel.dispose();
+        }
+      });
+  };
+}
+
 function exportAdapter(ctx: CommandContext): Handler {
   return async (adapterArg, formatArg, outArg) => {
     if (refuseUntrusted('Exporting') || refuseUnavailable(ctx)) return undefined;
@@ -378,6 +421,7 @@ export function commandTable(ctx: CommandContext): Record<string, Handler> {
     'loraxs.cancelTraining': cancelTraining(ctx),
     'loraxs.merge': merge(ctx),
     'loraxs.export': exportAdapter(ctx),
+    'loraxs.evaluate': evaluate(ctx),
     'loraxs.showResults': showResults(ctx),
     'loraxs.newConfig': newConfig(ctx),
     'loraxs.ablate': showAnalysis(ctx),

@@ -142,6 +142,25 @@ export namespace MergeRequest {
 }
 
 /**
+ * Evaluate on the config's validation set (client -> server): a saved adapter, or without `adapterDir` the
+ * base model (classification then needs a checkpoint with its head). Runs as a job (one at a time, like
+ * training); progress as for MergeRequest.
+ */
+export namespace EvalRequest {
+  export const method = 'loraxs/eval';
+  export interface Params {
+    uri: string;
+    adapterDir?: string;
+  }
+  export interface Result {
+    runId: string;
+    /** The task's metrics (accuracy, pearson, loss, ...). */
+    metrics: Record<string, number>;
+  }
+  export const type = new RequestType<Params, Result, void>(method);
+}
+
+/**
  * Export an adapter in another layout (client -> server). Progress as for MergeRequest.
  * `format`: 'peft-lora' | 'loraxs-official' | 'loraxs-factors'.
  */

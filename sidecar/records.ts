@@ -83,7 +83,7 @@ export const EXPORT_FORMATS: readonly ExportFormat[] = ['peft-lora', 'loraxs-off
  */
 export type JobEvent =
   /** The job has loaded its config and begins its stage (first event of every job that has a config). */
-  | { kind: 'started'; job: 'train' | 'merge' | 'export' | 'ablate'; config: string | null; output: string | null }
+  | { kind: 'started'; job: 'train' | 'merge' | 'export' | 'ablate' | 'eval'; config: string | null; output: string | null }
   | { kind: 'log'; message: string }
   /** A long phase (loading, SVD, evaluation) advanced: done of total units. */
   | { kind: 'phase'; phase: string; done: number; total: number }
@@ -122,8 +122,9 @@ export interface TrainResult {
   seconds: number;
 }
 
-/** What a job resolves to: a TrainResult for `train`, the output folder for merge and export. */
-export type JobResult = { kind: 'train'; result: TrainResult } | { kind: 'folder'; outDir: string } | { kind: 'analysis'; report: AnalysisReport };
+/** What a job resolves to: a TrainResult for `train`, the output folder for merge and export, the report of an analysis, the metrics of an evaluation. */
+export type JobResult = { kind: 'train'; result: TrainResult } | { kind: 'folder'; outDir: string } | { kind: 'analysis'; report: AnalysisReport }
+  | { kind: 'metrics'; metrics: Record<string, number> };
 
 // ---------------------------------------------------------------------------------------------------
 // Reports: params, analyses

@@ -7,34 +7,13 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { repoRoot, tempDir } from './paths';
+import { cliRunner, tinyBertConfig } from './cli_harness';
 import { makeWorkspace } from './workspace';
 
-const bin = path.join(repoRoot, 'bin', 'loraxs.js');
-const cacheDir = tempDir('loraxs-cli-cache-');
 
-function loraxs(args: string[], cwd = repoRoot) {
-  assert.ok(fs.existsSync(path.join(repoRoot, 'dist', 'cli.js')), 'dist/cli.js is missing: run `npm run build` first');
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', env: { ...process.env, LORAXS_CACHE_DIR: cacheDir } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const loraxs = cliRunner('cli');
 
-const GOOD = `model: model
-task: classification
-data:
-  train: train.tsv
-  validation: dev.tsv
-  text: sentence
-  label: label
-adapter:
-  rank: 4
-  targets: [query, value]
-training:
-  epochs: 1
-  batch_size: 16
-output: out
-`;
+const GOOD = tinyBertConfig();
 
 test('every command has --help, exits 0 and names its options', () => {
   const top = loraxs(['--help']);

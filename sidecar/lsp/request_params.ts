@@ -15,7 +15,7 @@ import type { Connection } from 'vscode-languageserver/node';
 import { parseConfigText } from '../config/parse';
 import type { ParsedConfig } from '../config/parse';
 import {
-  AblateRequest, CancelAblationRequest, CancelTrainingRequest, ExportRequest, MergeRequest, ParamsRequest,
+  AblateRequest, CancelAblationRequest, CancelTrainingRequest, EvalRequest, ExportRequest, MergeRequest, ParamsRequest,
   ReadAnalysisRequest, ReadMetricsRequest, TrainRequest,
 } from '../protocol';
 import { EXPORT_FORMATS } from '../records';
@@ -216,6 +216,11 @@ export function requestChecks(roots: WorkspaceRoots): Record<string, (params: un
       const outDir = r.string('outDir')!;
       r.string('jobId', true);
       inside(MergeRequest.method, outDir, 'the merge folder (outDir)', file);
+    },
+    [EvalRequest.method]: (p) => {
+      const r = new ParamReader(EvalRequest.method, p);
+      r.fileUri('uri');
+      r.string('adapterDir', true);
     },
     [ExportRequest.method]: (p) => {
       const r = new ParamReader(ExportRequest.method, p);

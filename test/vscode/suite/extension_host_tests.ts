@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as vscode from 'vscode';
 import type Mocha from 'mocha';
 import type { LoraxsApi } from '../../../extension/main';
-import type { TrainRequest } from '../../../sidecar/protocol';
+import type { EvalRequest, TrainRequest } from '../../../sidecar/protocol';
 import { BAD_KEY, BAD_KEY_LINE, LORAXS_PARAMS } from '../workspace_configs';
 
 export interface TddApi {
@@ -133,6 +133,14 @@ export function defineExtensionHostTests({ suite, test, suiteSetup }: TddApi): v
         `a training panel tab: ${tabs.map((t) => t.label).join(', ')}`);
       const count = await vscode.commands.executeCommand<number>('loraxs.showResults', good.toString());
       assert.equal(count, records.length, 'Show Training Results reads every record of metrics.jsonl');
+    });
+
+    test('"Evaluate Adapter or Base Model…" scores the trained adapter and the base model on the validation set', async () => {
+      const adapter = await vscode.commands.executeCommand<EvalRequest.Result | undefined>('loraxs.evaluate', good.toString(), path.join(dir, 'runs', 'good'));
+      assert.ok(adapter && typeof adapter.metrics.accuracy === 'number', `the adapter's metrics: ${JSON.stringify(adapter)}`);
+      const base = await vscode.commands.executeCommand<EvalRequest.Result | undefined>('loraxs.evaluate', good.toString(), '');
+      assert.ok(base && typeof base.metrics.accuracy === 'number', `the base model's metrics: ${JSON.stringify(base)}`);
+      assert.notEqual(base.runId, adapter.runId, 'each evaluation is its own job');
     });
 
     test('a second Fine-tune while one runs is refused; Cancel Training stops the run with a checkpoint', async () => {
