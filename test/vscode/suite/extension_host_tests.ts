@@ -135,6 +135,17 @@ export function defineExtensionHostTests({ suite, test, suiteSetup }: TddApi): v
       assert.equal(count, records.length, 'Show Training Results reads every record of metrics.jsonl');
     });
 
+    test('"Fine-tune with LoRA-XS" on a config with `adapter: none` trains the head only (the baseline)', async () => {
+      const headOnly = vscode.Uri.file(path.join(dir, 'head-only.loraxs.yaml'));
+      const text = fs.readFileSync(good.fsPath, 'utf8').replace(/^adapter:\n(?: {2}.*\n)+/m, 'adapter: none\n').replace('runs/good', 'runs/head-only');
+      assert.match(text, /^adapter: none$/m);
+      fs.writeFileSync(headOnly.fsPath, text);
+      const result = await vscode.commands.executeCommand<TrainRequest.Result | undefined>('loraxs.fineTune', headOnly.toString());
+      assert.ok(result, 'the head-only run finishes');
+      assert.equal(result.adapterParams, 0, 'no LoRA-XS parameters');
+      assert.ok(result.trainableParams > 0 && result.steps === result.totalSteps, `the head trains: ${JSON.stringify(result)}`);
+    });
+
     test('"Evaluate Adapter or Base Model…" scores the trained adapter and the base model on the validation set', async () => {
       const adapter = await vscode.commands.executeCommand<EvalRequest.Result | undefined>('loraxs.evaluate', good.toString(), path.join(dir, 'runs', 'good'));
       assert.ok(adapter && typeof adapter.metrics.accuracy === 'number', `the adapter's metrics: ${JSON.stringify(adapter)}`);
