@@ -12,13 +12,13 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import Ajv from 'ajv';
 import { loadConfig, parseConfigText } from '../sidecar/config/parse';
 import { extractAnswer, sameAnswer } from '../sidecar/train/eval_generate';
 import { evaluateRun } from '../sidecar/engine/evaluate';
 import { runJob } from '../sidecar/engine/jobs';
 import { makeWorkspace } from './workspace';
 import { fixtures, needsShared, repoRoot, stories260k, tempDir } from './paths';
+import { readValidatedMetrics } from './metrics_schema';
 
 process.env.LORAXS_CACHE_DIR ??= tempDir('loraxs-cache-');
 
@@ -26,15 +26,7 @@ function cli(args: string[], cwd?: string) {
   return spawnSync(process.execPath, [path.join(repoRoot, 'bin', 'loraxs.js'), ...args], { encoding: 'utf8', cwd, env: { ...process.env, LORAXS_BACKEND: 'wasm' } });
 }
 
-function metricsLines(file: string): Array<Record<string, unknown>> {
-  const schema = JSON.parse(fs.readFileSync(path.join(repoRoot, 'sidecar', 'metrics_line.schema.json'), 'utf8'));
-  const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
-  return fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => {
-    const rec = JSON.parse(l) as Record<string, unknown>;
-    assert.ok(validate(rec), `${l}: ${JSON.stringify(validate.errors)}`);
-    return rec;
-  });
-}
+const metricsLines = (file: string): Array<Record<string, unknown>> => readValidatedMetrics(file);
 
 test('answers: GSM8K `#### N` (commas dropped, numbers compared as numbers) or a regex group', () => {
   assert.equal(extractAnswer('so 3 + 4 = 7.\n#### 7', 'gsm8k'), '7');

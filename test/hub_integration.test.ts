@@ -27,6 +27,7 @@ import type { Diagnostic, MarkupContent } from 'vscode-languageserver-protocol/n
 import { readSafetensorsHeader } from '../sidecar/io/safetensors';
 import { computeParams } from '../sidecar/loraxs/param_counts';
 import { fixtures, repoRoot, tempDir } from './paths';
+import { tinyBertConfig } from './cli_harness';
 import { makeWorkspace } from './workspace';
 import { messageText, startSidecar, type LspSession } from './lsp_harness';
 import { StandInHub, commitOf, type StandInRepo } from './fixtures/hub/stand_in_hub';
@@ -81,21 +82,7 @@ function loraxs(args: string[], cwd: string, env: Record<string, string>): Promi
   });
 }
 
-const CONFIG = `model: ${BERT}
-task: classification
-data:
-  train: train.tsv
-  validation: dev.tsv
-  text: sentence
-  label: label
-adapter:
-  rank: 4
-  targets: [query, value]
-training:
-  epochs: 1
-  batch_size: 16
-output: out
-`;
+const CONFIG = tinyBertConfig(BERT);
 
 /** The stand-in's CDN requests so far (the weights live only there). */
 const cdnRequests = () => hub.log.filter((r) => r.server === 'cdn');

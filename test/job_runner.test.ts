@@ -12,15 +12,14 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import Ajv from 'ajv';
 import { EvalRequest, TrainProgressNotification, TrainRequest } from '../sidecar/protocol';
 import type { MetricsRecord } from '../sidecar/records';
 import { isBestRecord, isEvalRecord } from '../sidecar/records';
 import { applyUpdate, emptyState } from '../webview/training_runs';
 import { GOOD_CONFIG, makeWorkspace as makeLspWorkspace, withSidecar } from './lsp_harness';
 import { makeWorkspace, WORDS } from './workspace';
-import { repoRoot } from './paths';
 import { cliRunner } from './cli_harness';
+import { readValidatedMetrics } from './metrics_schema';
 
 
 const loraxs = cliRunner('jobs');
@@ -77,19 +76,6 @@ test('config warnings reach both front ends: stderr of `loraxs train` and the lo
   });
 });
 
-/** Every line of metrics.jsonl, validated against the published schema. */
-function readValidatedMetrics(file: string): MetricsRecord[] {
-  const schema = JSON.parse(fs.readFileSync(path.join(repoRoot, 'sidecar', 'metrics_line.schema.json'), 'utf8'));
-  const validate = new Ajv({ allErrors: true, strict: true }).compile(schema);
-  const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim());
-  assert.ok(lines.length > 0, `${file} has lines`);
-  return lines.map((l, i) => {
-    const rec = JSON.parse(l);
-    assert.ok(validate(rec), `${file}:${i + 1} does not match the schema: ${JSON.stringify(validate.errors)}\n${l}`);
-    return rec as MetricsRecord;
-  });
-}
-
 /** Sentences scored by their share of positive words: a regression target in [0, 5]. */
 function regressionRows(n: number, seed: number): string {
   let x = seed >>> 0;
@@ -131,7 +117,7 @@ output: runs/reg
 `);
   const r = loraxs(['train', file], ws.dir);
   assert.equal(r.code, 0, r.stderr);
-  const records = readValidatedMetrics(path.join(ws.dir, 'runs', 'reg', 'metrics.jsonl'));
+  const records = readValidatedMetrics<MetricsRecord>(path.join(ws.dir, 'runs', 'reg', 'metrics.jsonl'));
   const trained = records.filter(isEvalRecord).filter((e) => !e.baseline);
   const bestLines = records.filter(isBestRecord);
   assert.ok(trained.length >= 3 && bestLines.length >= 1, `${trained.length} evaluations, ${bestLines.length} best lines`);

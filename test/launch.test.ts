@@ -19,9 +19,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import Ajv from 'ajv';
 import { makeWorkspace } from './workspace';
 import { repoRoot, stories260k, needsShared, tempDir } from './paths';
+import { readValidatedMetrics } from './metrics_schema';
 import { readSafetensorsHeader, readTensorFloat32 } from '../sidecar/io/safetensors';
 import { parseConfigText } from '../sidecar/config/parse';
 
@@ -45,15 +45,7 @@ function cli(cwd: string, args: string[], env: Record<string, string> = {}) {
   return r;
 }
 
-function metricsLines(file: string): Array<Record<string, unknown>> {
-  const schema = JSON.parse(fs.readFileSync(path.join(repoRoot, 'sidecar', 'metrics_line.schema.json'), 'utf8'));
-  const validate = new Ajv({ allErrors: true, strict: false }).compile(schema);
-  return fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => {
-    const rec = JSON.parse(l) as Record<string, unknown>;
-    assert.ok(validate(rec), `${l}: ${JSON.stringify(validate.errors)}`);
-    return rec;
-  });
-}
+const metricsLines = (file: string): Array<Record<string, unknown>> => readValidatedMetrics(file);
 
 const losses = (lines: Array<Record<string, unknown>>): number[] => lines.filter((l) => 'loss' in l).map((l) => l.loss as number);
 const evals = (lines: Array<Record<string, unknown>>): Array<Record<string, number>> => lines.filter((l) => 'eval' in l).map((l) => l.eval as Record<string, number>);

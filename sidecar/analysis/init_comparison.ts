@@ -12,7 +12,7 @@ import { LoraxsError } from '../errors';
 import { writeJsonAtomic } from '../io/atomic_write';
 import { runTraining } from '../train/loop';
 import { readMetricsLog } from '../train/metrics_log';
-import { bestMetricOf, isBetter } from '../train/evaluation';
+import { bestMetricOf, higherIsBetter, isBetter } from '../train/evaluation';
 import { toCsv, writeReport } from './ablation_results';
 import type { CancelSignal } from './ablation_sweep';
 import type { ResolvedAnalysis } from './analysis_options';
@@ -123,7 +123,7 @@ export async function runInitComparison(config: RunConfig, a: ResolvedAnalysis, 
   }
   const baselines = runs.map((r) => r.curve.find((p) => p.step === 0)?.value).filter((v): v is number => v !== undefined && Number.isFinite(v));
   const report: InitReport = {
-    kind: 'init', metric, higherIsBetter: isBetter(metric, 1, 0), baseline: median(baselines), model: config.model,
+    kind: 'init', metric, higherIsBetter: higherIsBetter(metric), baseline: median(baselines), model: config.model,
     inits: a.inits, ranks: a.ranks, seeds, runs, results: summarise(runs, a.inits, a.ranks), cancelled,
     seconds: (performance.now() - t0) / 1000,
   };

@@ -24,7 +24,7 @@ import { readAdapterConfig } from '../loraxs/adapter_files';
 import { readModelConfig } from '../io/model_config';
 import { loadTokenizer } from '../io/tokenizer';
 import { mergeWeights } from '../loraxs/merge';
-import { bestMetricOf, evaluate, isBetter } from '../train/evaluation';
+import { bestMetricOf, evaluate, higherIsBetter } from '../train/evaluation';
 import type { ForwardInputs } from '../models/types';
 import type { EngineEvents } from '../records';
 
@@ -116,7 +116,7 @@ export async function openStudyModel(config: RunConfig, opts: StudyOptions): Pro
       weights,
       examples,
       metric,
-      higherIsBetter: isBetter(metric, 1, 0),
+      higherIsBetter: higherIsBetter(metric),
       setupKey,
       evaluate(overrides) {
         const view: Weights = overrides && overrides.size ? new Map([...weights, ...overrides]) : weights;

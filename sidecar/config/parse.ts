@@ -34,7 +34,7 @@ import { LORAXS_SCHEMA, keysAt, schemaAt, sectionPaths } from './schema';
 import { closestName } from './suggest';
 import { parseModelRef } from '../hub/repo_id';
 import { cachedConfigDir } from '../hub/cached_model';
-import { readHubEnv } from '../hub/hub_env';
+import { hubPaths } from '../hub/hub_env';
 import {
   documentStartRange,
   keyRange,
@@ -492,7 +492,7 @@ function buildConfig(
   const hubModel = ref.kind === 'hub' ? { id: ref.id, revision: raw.revision ?? null } : null;
   const model = ref.kind === 'hub' ? ref.id : ref.path;
   if (raw.revision !== undefined && !hubModel) warning(`revision applies to a Hugging Face hub id in model:, and ${model} is a folder: it is ignored`, ['revision']);
-  const modelDir = !hubModel ? model : opts.readModel === false ? undefined : cachedConfigDir(readHubEnv().hubCache, hubModel.id, hubModel.revision ?? 'main');
+  const modelDir = !hubModel ? model : opts.readModel === false ? undefined : cachedConfigDir(hubPaths().hubCache, hubModel.id, hubModel.revision ?? 'main');
   const family = opts.readModel === false || modelDir === undefined ? null : modelFamilyOf(modelDir);
   const d = raw.data;
 

@@ -37,7 +37,7 @@ import { saveAdapter } from '../loraxs/adapter_files';
 import { batchIndices, epochOrder, makeBatch, type Batch } from '../train/batching';
 import { seedFor } from '../train/seeds';
 import { warmupStepsFor } from '../train/schedule';
-import { bestMetricOf, isBetter } from '../train/evaluation';
+import { bestMetricOf, higherIsBetter } from '../train/evaluation';
 import { defaultDecays } from '../train/optimizers';
 import type { EngineEvents } from '../records';
 
@@ -237,7 +237,7 @@ export async function writeRunPlan(config: RunConfig, planDir: string, events: E
       eval_at_start: tc.evalAtStart !== false,
       reduction_shards: REDUCTION_SHARDS,
     },
-    metric: { name: metric, higher_is_better: isBetter(metric, 1, 0) },
+    metric: { name: metric, higher_is_better: higherIsBetter(metric) },
     init_adapter: 'init_adapter',
     train_batches: trainFiles,
     validation_batches: validationFile,

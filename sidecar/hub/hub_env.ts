@@ -59,13 +59,19 @@ function cleanToken(t: string | undefined): string | undefined {
   return c === '' ? undefined : c;
 }
 
-/** Reads the Hugging Face settings from `env` (and the token file it points to). */
-export function readHubEnv(env: Env = process.env): HubEnv {
+/** The cache folders `env` names, without reading any file (lint reads these on every keystroke). */
+export function hubPaths(env: Env = process.env): Pick<HubEnv, 'hfHome' | 'hubCache' | 'assetsCache'> {
   const home = env.HOME ?? os.homedir();
   const xdg = nonEmpty(env.XDG_CACHE_HOME) ?? path.join(home, '.cache');
   const hfHome = expandPath(nonEmpty(env.HF_HOME) ?? path.join(xdg, 'huggingface'), env);
   const hubCache = expandPath(nonEmpty(env.HF_HUB_CACHE) ?? nonEmpty(env.HUGGINGFACE_HUB_CACHE) ?? path.join(hfHome, 'hub'), env);
   const assetsCache = expandPath(nonEmpty(env.HF_ASSETS_CACHE) ?? nonEmpty(env.HUGGINGFACE_ASSETS_CACHE) ?? path.join(hfHome, 'assets'), env);
+  return { hfHome, hubCache, assetsCache };
+}
+
+/** Reads the Hugging Face settings from `env` (and the token file it points to). */
+export function readHubEnv(env: Env = process.env): HubEnv {
+  const { hfHome, hubCache, assetsCache } = hubPaths(env);
   const offline = isTrueEnv(nonEmpty(env.HF_HUB_OFFLINE) ?? env.TRANSFORMERS_OFFLINE);
   const endpoint = (nonEmpty(env.HF_ENDPOINT) ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
 

@@ -5,32 +5,10 @@
  * Paths are compared after resolving symbolic links of their longest existing prefix, so a link inside
  * the workspace that points outside it does not count as inside.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { InitializeParams, WorkspaceFoldersChangeEvent } from 'vscode-languageserver/node';
-
-/** The real path of `p`: its longest existing prefix with links resolved, then the rest as written. */
-export function realish(p: string): string {
-  let cur = path.resolve(p);
-  const rest: string[] = [];
-  for (;;) {
-    try {
-      return path.join(fs.realpathSync.native(cur), ...rest.reverse());
-    } catch {
-      const parent = path.dirname(cur);
-      if (parent === cur) return path.resolve(p);
-      rest.push(path.basename(cur));
-      cur = parent;
-    }
-  }
-}
-
-/** Whether `p` is `root` or below it (both already absolute and resolved). */
-export function isWithin(root: string, p: string): boolean {
-  const rel = path.relative(root, p);
-  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
-}
+import { isInside, realPathLoose } from '../io/output_folder';
 
 const folderPath = (uri: string): string | null => {
   try {
@@ -82,8 +60,8 @@ export class WorkspaceRoots {
    */
   refusal(target: string, what: string, configFile?: string): string | null {
     const roots = this.allowedRoots(configFile);
-    const real = realish(target);
-    if (roots.some((r) => isWithin(realish(r), real))) return null;
+    const real = realPathLoose(target);
+    if (roots.some((r) => isInside(real, realPathLoose(r)))) return null;
     if (roots.length === 0) {
       return `${what} ${target} is refused: with no workspace folder open, the language server reads and writes outputs only beside a config; open the folder that holds it`;
     }

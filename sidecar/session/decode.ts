@@ -96,11 +96,13 @@ export function eosIdsOf(session: ModelSession): Set<number> {
   return new Set(([] as number[]).concat(session.ckpt.config.eosTokenId ?? [], session.tokenizer.eosId ?? []));
 }
 
-/** The text of ids[promptLength..] as it reads after the prompt (keeps a leading space a decoder drops). */
-function newText(session: ModelSession, ids: number[], promptLength: number): string {
+/**
+ * The text of ids[promptLength..] as it reads after the prompt (keeps a leading space a decoder drops);
+ * `prompt` is the decoded prompt, which does not change while generating.
+ */
+function newText(session: ModelSession, ids: number[], promptLength: number, prompt: string): string {
   const tok = session.tokenizer;
   const whole = tok.decode(ids, { skipSpecialTokens: true });
-  const prompt = tok.decode(ids.slice(0, promptLength), { skipSpecialTokens: true });
   return whole.startsWith(prompt) ? whole.slice(prompt.length) : tok.decode(ids.slice(promptLength), { skipSpecialTokens: true });
 }
 
@@ -120,6 +122,7 @@ export function generateFromIds(session: ModelSession, promptIds: number[], opts
   if (promptIds.length === 0) throw new LoraxsError('the prompt encodes to no tokens (and the tokenizer adds no BOS)');
   const ids = [...promptIds];
   const promptLength = ids.length;
+  const promptText = session.tokenizer.decode(promptIds, { skipSpecialTokens: true });
   const eos = eosIdsOf(session);
   const limit = session.ckpt.config.maxPositionEmbeddings;
   const temperature = opts.temperature ?? 0;
@@ -149,7 +152,7 @@ export function generateFromIds(session: ModelSession, promptIds: number[], opts
         break;
       }
       if (opts.stop?.length) {
-        text = newText(session, ids, promptLength);
+        text = newText(session, ids, promptLength, promptText);
         if (stopAt(text, opts.stop) >= 0) {
           finish = 'stop';
           break;
@@ -159,7 +162,7 @@ export function generateFromIds(session: ModelSession, promptIds: number[], opts
   } finally {
     cache?.dispose();
   }
-  text = newText(session, ids, promptLength);
+  text = newText(session, ids, promptLength, promptText);
   const cut = stopAt(text, opts.stop);
   if (cut >= 0) text = text.slice(0, cut);
   return { ids, promptLength, text, finish };

@@ -15,10 +15,15 @@ export function bestMetricOf(task: Task): string {
   return task === 'classification' ? 'accuracy' : task === 'regression' ? 'pearson' : 'loss';
 }
 
+/** Whether a larger value of `metric` is better (accuracy, pearson) or a smaller one (loss, perplexity, mse). */
+export function higherIsBetter(metric: string): boolean {
+  return !(metric === 'loss' || metric === 'perplexity' || metric === 'mse');
+}
+
 export function isBetter(metric: string, value: number, than: number): boolean {
   if (!Number.isFinite(value)) return false;
   if (!Number.isFinite(than)) return true;
-  return metric === 'loss' || metric === 'perplexity' || metric === 'mse' ? value < than : value > than;
+  return higherIsBetter(metric) ? value > than : value < than;
 }
 
 /** (B, T) tensors of a batch. The caller disposes them. */

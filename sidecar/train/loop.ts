@@ -41,7 +41,7 @@ import { createOptimizer } from './optimizers';
 import { makeSchedule, lrAt } from './schedule';
 import { clipGradNorm } from './grad_clip';
 import { accumulateGrads } from './grad_accumulate';
-import { batchInputs, batchLoss, isBetter, bestMetricOf } from './evaluation';
+import { batchInputs, batchLoss, isBetter, higherIsBetter, bestMetricOf } from './evaluation';
 import {
   snapshotCheckpoint, writeCheckpoint, loadTrainingCheckpoint, loadTrainingCheckpointPosition, recoverCheckpoint, type PendingCheckpoint, type TrainingPosition,
 } from './training_checkpoint';
@@ -170,7 +170,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
       pos.best = rec;
       pos.bestValue = value;
       saveAdapterTo(output, rec);
-      const line: BestRecord = { step: rec.step, epoch: rec.epoch, best: { metric: metricName, value, higher_is_better: isBetter(metricName, 1, 0) } };
+      const line: BestRecord = { step: rec.step, epoch: rec.epoch, best: { metric: metricName, value, higher_is_better: higherIsBetter(metricName) } };
       appendMetricsLine(metricsFile, line);
     }
     events.eval?.(rec, best);
