@@ -151,7 +151,8 @@ export function loadNativeBackend(install: NativeInstall): NativeBackend {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Module = require('node:module') as NodeModuleInternals;
   const original = Module._load;
-  const inside = install.dir + path.sep;
+  // Node names loaded files by their real path: a .cache reached through a symlink must match too.
+  const inside = fs.realpathSync(install.dir) + path.sep;
   const tfShim = tfForTfjsNode();
   Module._load = function load(request, parent, isMain) {
     if (parent?.filename?.startsWith(inside)) {
