@@ -28,21 +28,4 @@ export function cliRunner(name: string, env: Record<string, string> = {}): (args
   };
 }
 
-/** A one-epoch classification config for test/workspace.ts's tiny-BERT workspace (`model` is the model folder). */
-export function tinyBertConfig(model = 'model'): string {
-  return `model: ${model}
-task: classification
-data:
-  train: train.tsv
-  validation: dev.tsv
-  text: sentence
-  label: label
-adapter:
-  rank: 4
-  targets: [query, value]
-training:
-  epochs: 1
-  batch_size: 16
-output: out
-`;
-}
+export { tinyBertConfig } from './tiny_bert_config';
