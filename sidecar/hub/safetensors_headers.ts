@@ -8,8 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LoraxsError } from '../errors';
-import { DTYPE_SIZE, MAX_HEADER_BYTES, numElements, type Dtype, type SafetensorsHeader, type TensorEntry } from '../io/safetensors';
+import { MAX_HEADER_BYTES, parseSafetensorsHeader, type SafetensorsHeader } from '../io/safetensors';
 import { checkRelativeFilename } from './cache_layout';
 import type { FileMetadata, HubRequestContext } from './file_metadata';
 import { hubHttpError, HubError } from './hub_errors';
@@ -83,42 +82,9 @@ export async function fetchHeaderRecord(rc: HubRequestContext, meta: FileMetadat
 }
 
 /**
- * A SafetensorsHeader (as io/safetensors.ts gives for a local file) rebuilt from a cached record; `file` is
- * what messages name. Validation follows the local reader: known dtypes, shapes, offsets inside the file.
+ * A SafetensorsHeader (as io/safetensors.ts gives for a local file) rebuilt from a cached record, with the
+ * local reader's validation; `file` is what messages name.
  */
 export function headerFromRecord(r: HeaderRecord, file: string): SafetensorsHeader {
-  const fail = (m: string, detail?: string): never => { throw new LoraxsError(m, { file, detail }); };
-  let json: unknown;
-  try {
-    json = JSON.parse(r.header);
-  } catch (e) {
-    fail(`safetensors header is not valid JSON: ${(e as Error).message}`);
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail('safetensors header must be a JSON object');
-  const dataStart = 8 + r.headerLength;
-  const dataLength = r.size - dataStart;
-  const tensors = new Map<string, TensorEntry>();
-  const metadata: Record<string, string> = {};
-  for (const [name, v] of Object.entries(json as Record<string, unknown>)) {
-    if (name === '__metadata__') {
-      for (const [k, val] of Object.entries((v ?? {}) as Record<string, unknown>)) if (typeof val === 'string') metadata[k] = val;
-      continue;
-    }
-    const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof e?.dtype !== 'string' || !Object.prototype.hasOwnProperty.call(DTYPE_SIZE, e.dtype)) {
-      fail(`tensor '${name}': dtype ${JSON.stringify(e?.dtype)} is not supported (supported: ${Object.keys(DTYPE_SIZE).join(', ')})`, name);
-    }
-    const dtype = e.dtype as Dtype;
-    const shape = e.shape;
-    const off = e.data_offsets;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor '${name}': bad shape ${JSON.stringify(shape)}`, name);
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((o) => Number.isSafeInteger(o) && o >= 0)) fail(`tensor '${name}': bad data_offsets ${JSON.stringify(off)}`, name);
-    const [begin, end] = off as [number, number];
-    if (end - begin !== numElements(shape as number[]) * DTYPE_SIZE[dtype] || end > dataLength) {
-      fail(`tensor '${name}': data_offsets [${begin}, ${end}] do not fit its ${dtype} shape [${(shape as number[]).join(', ')}] or the ${dataLength}-byte data section`, name);
-    }
-    tensors.set(name, { name, dtype, shape: [...(shape as number[])], begin, end });
-  }
-  return { file, headerLength: r.headerLength, dataStart, fileSize: r.size, tensors, metadata };
+  return parseSafetensorsHeader(file, Buffer.from(r.header, 'utf8'), r.headerLength, r.size);
 }
-

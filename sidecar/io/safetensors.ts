@@ -111,13 +111,17 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
     const headerBuf = Buffer.alloc(headerLength);
     const got = readExactly(fd, headerBuf, 8, headerLength);
     if (got !== headerLength) fail(file, `truncated safetensors file: read ${got} of ${headerLength} header bytes`);
-    return parseHeader(file, headerBuf, headerLength, fileSize);
+    return parseSafetensorsHeader(file, headerBuf, headerLength, fileSize);
   } finally {
     fs.closeSync(fd);
   }
 }
 
-function parseHeader(file: string, headerBuf: Buffer, headerLength: number, fileSize: number): SafetensorsHeader {
+/**
+ * Validates header bytes read elsewhere (a local file above, or a hub header fetched by Range requests),
+ * given the whole file's size; `file` is what messages name.
+ */
+export function parseSafetensorsHeader(file: string, headerBuf: Buffer, headerLength: number, fileSize: number): SafetensorsHeader {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(headerBuf);
