@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Environment, Template } from '@huggingface/jinja';
 import { LoraxsError } from '../errors';
-import type { TextTokenizer } from './tokenizer';
+import { readJson, tokenContent, type TextTokenizer } from './tokenizer';
 
 export const CHAT_TEMPLATE_FILE = 'chat_template.jinja';
 
@@ -48,28 +48,13 @@ const END = '\uE001';
 const GENERATION_TAG = /\{%(-?)\s*(end)?generation\s*(-?)%\}/g;
 const MACRO = `{% macro __loraxs_generation() %}${START}{{ caller() }}${END}{% endmacro %}{{ '' }}`;
 
-function readJsonObject(file: string): Record<string, unknown> {
-  try {
-    const v = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
-    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
-  } catch (e) {
-    throw new LoraxsError(`not valid JSON: ${(e as Error).message}`, { file });
-  }
-}
-
-function tokenString(v: unknown): string | null {
-  if (typeof v === 'string') return v;
-  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
-  return null;
-}
-
 /** The special tokens transformers passes to the template, from a folder's tokenizer_config.json. */
 export function specialTokensOf(dir: string): Record<string, string> {
   const file = path.join(dir, 'tokenizer_config.json');
-  const cfg = fs.existsSync(file) ? readJsonObject(file) : {};
+  const cfg = fs.existsSync(file) ? readJson(file, 'tokenizer_config.json') : {};
   const out: Record<string, string> = {};
   for (const key of ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token']) {
-    const s = tokenString(cfg[key]);
+    const s = tokenContent(cfg[key]);
     if (s !== null) out[key] = s;
   }
   return out;
@@ -92,7 +77,7 @@ export function readFolderChatTemplate(dir: string): { text: string; source: str
   if (fs.existsSync(jinja)) return { text: fs.readFileSync(jinja, 'utf8'), source: jinja };
   const cfgFile = path.join(dir, 'tokenizer_config.json');
   if (fs.existsSync(cfgFile)) {
-    const text = templateFromConfigValue(readJsonObject(cfgFile).chat_template);
+    const text = templateFromConfigValue(readJson(cfgFile, 'tokenizer_config.json').chat_template);
     if (text !== null) return { text, source: `${cfgFile} (chat_template)` };
   }
   return null;
@@ -102,7 +87,7 @@ export function readFolderChatTemplate(dir: string): { text: string; source: str
 function readTemplateFile(file: string): { text: string; source: string } {
   if (!fs.existsSync(file)) throw new LoraxsError(`chat template file not found: ${file}`, { file });
   if (file.endsWith('.json')) {
-    const text = templateFromConfigValue(readJsonObject(file).chat_template);
+    const text = templateFromConfigValue(readJson(file, 'the chat template file').chat_template);
     if (text === null) throw new LoraxsError('this JSON file has no chat_template', { file });
     return { text, source: `${file} (chat_template)` };
   }

@@ -27,13 +27,14 @@ export interface TextTokenizer {
 }
 
 /** A special token as tokenizer_config.json writes it: a string or an AddedToken object `{content, ...}`. */
-function tokenContent(v: unknown): string | null {
+export function tokenContent(v: unknown): string | null {
   if (typeof v === 'string') return v;
   if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
   return null;
 }
 
-function readJson(file: string, what: string): Record<string, unknown> {
+/** A JSON file that must hold an object; `what` names it in the one-line error. */
+export function readJson(file: string, what: string): Record<string, unknown> {
   let json: unknown;
   try {
     json = JSON.parse(fs.readFileSync(file, 'utf8'));
