@@ -5,7 +5,7 @@ import { LoraxsError } from '../errors';
 import type { RunConfig } from '../config/types';
 import { readAdapterConfig, labelNamesOf } from '../loraxs/adapter_files';
 import type { MetricValues } from '../train/metrics';
-import { openModelSession } from '../session/model_session';
+import { openModelSession, type ModelSession, type SessionOptions } from '../session/model_session';
 import { readExamples } from '../session/run_data';
 import { pairModeOf } from '../session/pair_mode';
 import type { EngineEvents } from '../records';
@@ -20,16 +20,8 @@ export async function evaluateRun(config: RunConfig, adapterDir: string | undefi
   if (saved.task !== config.task) {
     throw new LoraxsError(`the adapter was trained for task '${saved.task}', the config says '${config.task}'`, { file: config.file, detail: 'task' });
   }
-  const session = await openModelSession({
-    modelDir: config.model, task: config.task, numLabels: saved.numLabels ?? 1, adapter: config.adapter, seed: config.training.seed,
-    dropout: null, adapterDir, events, configFile: config.file, pairMode: pairModeOf(config),
-  });
-  try {
-    const { examples } = readExamples(config, file, session.tokenizer, { labelNames: labelNamesOf(saved.id2label), adapterDir });
-    return evaluateWithGeneration(session, examples, config, session.tokenizer.padId, events);
-  } finally {
-    session.dispose();
-  }
+  return scoreValidation(config, file, { numLabels: saved.numLabels ?? 1, adapter: config.adapter, adapterDir, events },
+    { labelNames: labelNamesOf(saved.id2label), adapterDir });
 }
 
 /**
@@ -43,23 +35,31 @@ async function evaluateBase(config: RunConfig, file: string, events?: EngineEven
   const named = config.task === 'classification' ? labelNamesOf(ckpt.id2label) : null;
   const labelNames = named && !named.every((n, i) => n === `LABEL_${i}`) ? named : null;
   const numLabels = config.task === 'classification' ? (named?.length ?? ckpt.numLabels ?? 2) : 1;
+  return scoreValidation(config, file, { numLabels, adapter: null, events }, { labelNames }, (session) => {
+    if (config.task === 'causal-lm') return;
+    const missing = [...session.head.trainable.entries()].filter(([name, v]) => {
+      const w = session.backbone.weights.get(name);
+      return !w || w.shape.length !== v.shape.length || w.shape.some((d, i) => d !== v.shape[i]);
+    }).map(([name]) => name);
+    if (missing.length > 0) {
+      throw new LoraxsError(`the base model has no trained ${config.task} head (${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not in its checkpoint), `
+        + 'so it cannot be scored without an adapter: pass --adapter DIR (a LoRA-XS run), or point model: at a merged model', { file: config.file, detail: 'model' });
+    }
+  });
+}
+
+type SessionChoice = Pick<SessionOptions, 'numLabels' | 'adapter' | 'adapterDir' | 'events'>;
+
+/** Opens the model (with or without an adapter), checks it, and scores the validation file `file` on it. */
+async function scoreValidation(config: RunConfig, file: string, choice: SessionChoice, read: Parameters<typeof readExamples>[3],
+  check?: (session: ModelSession) => void): Promise<MetricValues> {
   const session = await openModelSession({
-    modelDir: config.model, task: config.task, numLabels, adapter: null, seed: config.training.seed, dropout: null, events, configFile: config.file,
-    pairMode: pairModeOf(config),
+    modelDir: config.model, task: config.task, seed: config.training.seed, dropout: null, configFile: config.file, pairMode: pairModeOf(config), ...choice,
   });
   try {
-    if (config.task !== 'causal-lm') {
-      const missing = [...session.head.trainable.entries()].filter(([name, v]) => {
-        const w = session.backbone.weights.get(name);
-        return !w || w.shape.length !== v.shape.length || w.shape.some((d, i) => d !== v.shape[i]);
-      }).map(([name]) => name);
-      if (missing.length > 0) {
-        throw new LoraxsError(`the base model has no trained ${config.task} head (${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not in its checkpoint), `
-          + 'so it cannot be scored without an adapter: pass --adapter DIR (a LoRA-XS run), or point model: at a merged model', { file: config.file, detail: 'model' });
-      }
-    }
-    const { examples } = readExamples(config, file, session.tokenizer, { labelNames });
-    return evaluateWithGeneration(session, examples, config, session.tokenizer.padId, events);
+    check?.(session);
+    const { examples } = readExamples(config, file, session.tokenizer, read);
+    return evaluateWithGeneration(session, examples, config, session.tokenizer.padId, choice.events);
   } finally {
     session.dispose();
   }
