@@ -119,6 +119,9 @@ test('stories260K on the arithmetic set: exact match of the base model and after
   const last = evals[evals.length - 1];
   console.log(`stories260K arithmetic exact match (40 validation questions): base ${base.exact_match} (perplexity ${base.perplexity.toFixed(2)}); `
     + `after ${evals.length - 1} evaluations of LoRA-XS r 8: ${evals.map((e) => e.exact_match).join(' -> ')} (perplexity ${last.perplexity.toFixed(2)})`);
-  assert.ok(base.exact_match >= 0 && base.exact_match <= 1);
+  // Exact match is the fraction of the 40 questions answered exactly: k / 40 for a whole k, for both models.
+  for (const em of [base.exact_match, last.exact_match]) {
+    assert.ok(em >= 0 && em <= 1 && Math.abs(em * 40 - Math.round(em * 40)) < 1e-9, `exact_match ${em} is not k/40`);
+  }
   assert.ok(last.perplexity < base.perplexity, 'training lowers validation perplexity');
 });

@@ -141,6 +141,11 @@ test('CLI: greedy story unchanged, --stop cuts before the stop string, a seed re
   assert.equal(a.status, 0, a.stderr);
   assert.equal(a.stdout, b.stdout);
   assert.ok(a.stdout.startsWith('Once upon a time'));
+  // Sampling samples: another seed draws another continuation, and neither is the greedy one.
+  const c = cli([...base, '--temperature', '1', '--top-p', '0.9', '--seed', '6']);
+  assert.equal(c.status, 0, c.stderr);
+  assert.notEqual(c.stdout, a.stdout, 'seeds 5 and 6 draw the same continuation');
+  assert.ok(a.stdout !== greedy.stdout || c.stdout !== greedy.stdout, 'sampling at temperature 1 reproduced the greedy story twice');
   const bad = cli([...base, '--top-k', '3']);
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /need --temperature > 0/);
