@@ -58,6 +58,15 @@ def _on_signal(signum, frame):  # noqa: ARG001
     _request_stop()
 
 
+def say(line: str):
+    """One line to the launcher (stderr). A launcher that has gone (the sidecar shut down after sending
+    SIGTERM) must not stop a rank on its way to the checkpoint: a closed pipe is ignored."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (BrokenPipeError, OSError):
+        pass
+
+
 # ------------------------------------------------------------------------------------------------------
 # LoRA-XS module
 
@@ -281,7 +290,7 @@ def main():
 
     def log(msg):
         if main_proc:
-            print(f"[trainer] {msg}", file=sys.stderr, flush=True)
+            say(f"[trainer] {msg}")
 
     # ---- model
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -501,7 +510,7 @@ def main():
         value = metrics[metric]
         best = pos["best_value"] is None or is_better(metric, value, pos["best_value"])
         if main_proc:
-            print(json.dumps({"loraxs_eval": {"record": rec, "best": best}}), file=sys.stderr, flush=True)
+            say(json.dumps({"loraxs_eval": {"record": rec, "best": best}}))
         if best:
             pos["best"], pos["best_value"] = rec, value
             save_to(output)
@@ -610,7 +619,7 @@ def main():
             }
             append(rec)
             if main_proc:
-                print(json.dumps({"loraxs_step": rec}), file=sys.stderr, flush=True)
+                say(json.dumps({"loraxs_step": rec}))
             if fail_step and rank == int(fail_rank) and pos["step"] >= int(fail_step):
                 raise RuntimeError(f"LORAXS_TRAINER_FAIL: rank {rank} fails after update {pos['step']}")
             if stop_after is not None and pos["step"] >= stop_after:
@@ -630,7 +639,7 @@ def main():
         save_checkpoint()
         log(f"cancelled at update {pos['step']}; checkpoint saved in {ckpt_dir} (continue with --resume)")
         if main_proc:
-            print(json.dumps({"loraxs_cancelled": {"step": pos["step"]}}), file=sys.stderr, flush=True)
+            say(json.dumps({"loraxs_cancelled": {"step": pos["step"]}}))
         code = 0  # a clean stop: the launcher (torchrun) would report any other status as a failure
     else:
         save_to(os.path.join(output, "last"))
@@ -648,7 +657,7 @@ def main():
 
 def report_error(message: str):
     """One line the launcher (sidecar/engine/launch.ts) shows as the run's error, with the rank that failed."""
-    print(json.dumps({"loraxs_error": {"rank": int(os.environ.get("RANK", "0")), "message": message}}), file=sys.stderr, flush=True)
+    say(json.dumps({"loraxs_error": {"rank": int(os.environ.get("RANK", "0")), "message": message}}))
 
 
 if __name__ == "__main__":
