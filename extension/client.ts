@@ -16,6 +16,7 @@ import {
 } from 'vscode-languageclient/node';
 import type { CloseHandlerResult, ErrorHandler, ErrorHandlerResult, LanguageClientOptions, MessageTransports } from 'vscode-languageclient/node';
 import { SetTrustedNotification, StatusNotification, TrainProgressNotification } from '../sidecar/protocol';
+import { backendText } from './status_text';
 import type { InitializationOptions } from '../sidecar/protocol';
 
 const MAX_CRASHES = 5;
@@ -225,8 +226,8 @@ export class SidecarClient implements vscode.Disposable {
   private showState(s: SidecarState): void {
     this.current = s;
     const item = this.statusItem;
-    const backend = s.backend ? ` · ${s.backend}${s.threads && s.threads > 1 ? ` ×${s.threads}` : ''}` : '';
-    const backendLong = s.backend ? `${s.backend}${s.threads ? ` (${s.threads} thread${s.threads > 1 ? 's' : ''})` : ''}` : 'unknown';
+    const { short, long: backendLong } = backendText(s);
+    const backend = short ? ` · ${short}` : '';
     item.backgroundColor = undefined;
     switch (s.state) {
       case 'starting':
@@ -238,7 +239,7 @@ export class SidecarClient implements vscode.Disposable {
         item.tooltip = `LoRA-XS: idle${s.message ? ` (${s.message})` : ''}. Backend: ${backendLong}`;
         break;
       case 'busy':
-        item.text = `$(sync~spin) LoRA-XS: ${s.message ?? 'busy'}${s.progress ? ` ${s.progress}` : ''}`;
+        item.text = `$(sync~spin) LoRA-XS: ${s.message ?? 'busy'}${s.progress ? ` ${s.progress}` : ''}${backend}`;
         item.tooltip = `LoRA-XS: ${s.message ?? 'busy'}. Backend: ${backendLong}`;
         break;
       case 'error':

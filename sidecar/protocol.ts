@@ -15,6 +15,9 @@ export namespace StatusNotification {
     backend?: string;
     /** wasm: the threads of its pool. */
     threads?: number;
+    /** While a launch runs (`backend: torch`): its processes, and their device once the first update names it. */
+    processes?: number;
+    device?: string;
     message?: string;
     /** A failure that will repeat on restart (no backend, broken install): the client does not restart. */
     fatal?: boolean;

@@ -122,9 +122,24 @@ export interface TrainResult {
   seconds: number;
 }
 
+/** What `loraxs launch` resolves to: the command it ran (a dry run: printed) and, when it ran, the training's result. */
+export interface LaunchResult {
+  output: string;
+  dryRun: boolean;
+  command: string[];
+  accelerateConfigFile: string;
+  /** Dry run: the command line and the Accelerate config file's text. */
+  text?: string;
+  /** Processes on all machines, and what they run on (cpu, cuda). */
+  processes: number;
+  device: 'cpu' | 'cuda';
+  /** The training's result as `train` reports it (absent for a dry run). */
+  train?: TrainResult;
+}
+
 /** What a job resolves to: a TrainResult for `train`, the output folder for merge and export, the report of an analysis, the metrics of an evaluation. */
 export type JobResult = { kind: 'train'; result: TrainResult } | { kind: 'folder'; outDir: string } | { kind: 'analysis'; report: AnalysisReport }
-  | { kind: 'metrics'; metrics: Record<string, number> };
+  | { kind: 'metrics'; metrics: Record<string, number> } | { kind: 'launch'; result: LaunchResult };
 
 // ---------------------------------------------------------------------------------------------------
 // Reports: params, analyses

@@ -7,6 +7,9 @@
  *   - every metrics.jsonl line is valid against sidecar/metrics_line.schema.json;
  *   - the trainer's adapter (engine format, factors inside) evaluated by `loraxs eval` gives the trainer's
  *     last validation metrics within 1e-4;
+ *   - `loraxs merge` of that adapter, run by transformers, gives the logits of the trainer's own merge
+ *     (ΔW folded into W in PyTorch) within 1e-4 of max(1, |logit|), on BERT and stories260K;
+ *   - a rank that dies (LORAXS_TRAINER_FAIL) stops the run with exit 1 and that rank's error;
  *   - a 2-process run stopped after update 4 and resumed on 1 process ends with the uninterrupted runs'
  *     adapter (1e-6 relative);
  *   - the `--dry-run` Accelerate configs for --fsdp, --deepspeed and two machines load in Accelerate's own
@@ -90,6 +93,43 @@ test('the compute: section is validated and completed', () => {
   assert.equal(parseConfigText('model: m\nadapter: {}\n', '/x/a.loraxs.yaml').config?.compute, undefined);
 });
 
+/**
+ * `loraxs merge` of the trainer's last adapter into a new folder, whose logits transformers computes (in
+ * the trainer's Python) on the inputs of `<run>/merged_logits.safetensors`, where the trainer wrote its own
+ * merged model's logits (ΔW folded into W in PyTorch). Returns max |Δ| over the unpadded positions, relative
+ * to max(1, max |logit|), and how far the same model with the base weights back (no ΔW; its head kept) is
+ * from the trainer's merged logits.
+ */
+function mergedLogitsDiff(dir: string, configName: string, run: string, task: 'classification' | 'causal-lm', baseModel: string): { diff: number; fromBase: number } {
+  const merged = path.join(dir, `${run}-merged`);
+  cli(dir, ['merge', configName, '--adapter', path.join(dir, run, 'last'), '--out', merged]);
+  const r = spawnSync(python, ['-c', `
+import json, sys, torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+ref = load_file(sys.argv[1])
+x = {k: ref[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in ref}
+auto = AutoModelForCausalLM if sys.argv[4] == "causal-lm" else AutoModelForSequenceClassification
+def logits(m):
+    with torch.no_grad():
+        return m.eval()(**x).logits.float()
+mask = x["attention_mask"].bool()
+pick = (lambda t: t[mask]) if sys.argv[4] == "causal-lm" else (lambda t: t)
+want = pick(ref["logits"])
+scale = max(1.0, float(want.abs().max()))
+merged = auto.from_pretrained(sys.argv[2], dtype=torch.float32, attn_implementation="eager")
+diff = float((pick(logits(merged)) - want).abs().max()) / scale
+# The merged model with the base model's weights back (its task head kept): what a merge without ΔW gives.
+base = auto.from_pretrained(sys.argv[3], config=merged.config, ignore_mismatched_sizes=True, dtype=torch.float32, attn_implementation="eager").state_dict()
+own = merged.state_dict()
+merged.load_state_dict({k: v for k, v in base.items() if k in own and v.shape == own[k].shape and k.split(".")[0] not in ("classifier", "score")}, strict=False)
+print(json.dumps({"diff": diff, "from_base": float((pick(logits(merged)) - want).abs().max()) / scale}))
+`, path.join(dir, run, 'merged_logits.safetensors'), merged, baseModel, task], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { diff: number; from_base: number };
+  return { diff: out.diff, fromBase: out.from_base };
+}
+
 /** Runs train, launch -p1, launch -p2 on copies of one config; returns the three metrics logs. */
 function threeRuns(dir: string, yaml: (out: string) => string) {
   for (const name of ['train', 'l1', 'l2']) fs.writeFileSync(path.join(dir, `${name}.loraxs.yaml`), yaml(`out-${name}`));
@@ -137,6 +177,12 @@ output: ${out}
   const last = evals(l2).at(-1)!;
   for (const k of Object.keys(last)) assert.ok(Math.abs(ev[k] - last[k]) <= 1e-4 * Math.max(1, Math.abs(last[k])), `${k}: loraxs eval ${ev[k]}, trainer ${last[k]}`);
 
+  // `loraxs merge` of the trainer's adapter gives the logits of the trainer's own merge (ΔW into W in PyTorch).
+  const m = mergedLogitsDiff(ws.dir, 'l2.loraxs.yaml', 'out-l2', 'classification', path.join(ws.dir, 'model'));
+  console.log(`BERT: loraxs merge vs the trainer's merged logits: max |Δ| ${m.diff.toExponential(2)} (without ΔW: ${m.fromBase.toExponential(2)})`);
+  assert.ok(m.diff <= 1e-4, `merged logits differ by ${m.diff}`);
+  assert.ok(m.fromBase > 1e-3, `the adapter changed the logits by only ${m.fromBase}: the comparison would not see a missing ΔW`);
+
   // Stopped after update 4 on 2 processes (every rank at the same update), resumed on 1.
   ws.config('r', yaml('out-r'));
   const stopped = cli(ws.dir, ['launch', 'r.loraxs.yaml', '--processes', '2', '--cpu'], { LORAXS_TRAINER_STOP_AFTER: '4' });
@@ -179,6 +225,28 @@ output: ${out}
   const last = evals(l1).at(-1)!;
   assert.ok(relDiff(last.loss, ev.loss) < 1e-4, `loraxs eval ${ev.loss}, trainer ${last.loss}`);
   assert.ok(relDiff(last.perplexity, ev.perplexity) < 1e-4);
+  const m = mergedLogitsDiff(dir, 'l2.loraxs.yaml', 'out-l2', 'causal-lm', stories260k);
+  console.log(`stories260K: loraxs merge vs the trainer's merged logits: max |Δ| ${m.diff.toExponential(2)} (without ΔW: ${m.fromBase.toExponential(2)})`);
+  assert.ok(m.diff <= 1e-4, `merged logits differ by ${m.diff}`);
+  assert.ok(m.fromBase > 1e-3, `the adapter changed the logits by only ${m.fromBase}`);
+});
+
+test('a rank that dies stops the run with its error (exit 1, the rank and its message on stderr), not a hang', { skip: missing }, () => {
+  const ws = makeWorkspace('bert', 'seq-cls', { train: 22, dev: 4 });
+  ws.config('f', `model: model
+task: classification
+data: { train: train.tsv, text: sentence, label: label }
+adapter: { rank: 4, targets: [query, value] }
+training: { epochs: 3, batch_size: 5, optimizer: sgd, lr: 0.1, shuffle: false, dropout: 0 }
+output: out
+`);
+  const r = spawnSync(process.execPath, [path.join(repoRoot, 'bin', 'loraxs.js'), 'launch', 'f.loraxs.yaml', '--processes', '2', '--cpu'], {
+    cwd: ws.dir, encoding: 'utf8', env: { ...process.env, LORAXS_CACHE_DIR: cacheDir, LORAXS_TRAINER_FAIL: '1:2' }, maxBuffer: 64 << 20,
+  });
+  assert.equal(r.status, 1, r.stderr.slice(-3000));
+  const last = r.stderr.trim().split('\n').pop()!;
+  assert.match(last, /the trainer failed \(accelerate launch exited with \d+\): rank 1: RuntimeError: LORAXS_TRAINER_FAIL: rank 1 fails after update 2/, r.stderr.slice(-3000));
+  assert.equal(losses(metricsLines(path.join(ws.dir, 'out', 'metrics.jsonl'))).length, 2, 'rank 0 logged the two updates before rank 1 died');
 });
 
 test('--dry-run: the Accelerate configs for --fsdp, --deepspeed and two machines load in Accelerate\'s config loader', { skip: missing }, () => {

@@ -58,6 +58,15 @@ def _on_signal(signum, frame):  # noqa: ARG001
     _request_stop()
 
 
+def say(line: str):
+    """One line to the launcher (stderr). A launcher that has gone (the sidecar shut down after sending
+    SIGTERM) must not stop a rank on its way to the checkpoint: a closed pipe is ignored."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (BrokenPipeError, OSError):
+        pass
+
+
 # ------------------------------------------------------------------------------------------------------
 # LoRA-XS module
 
@@ -94,6 +103,23 @@ def svd_factors(W: torch.Tensor, rank: int, seed: int):
     U, S, V = torch.svd_lowrank(W.to(torch.float32), q=min(rank + 10, min(W.shape)), niter=7)
     U, Vt = canonical_signs(U[:, :rank], V[:, :rank].T)
     return S[:rank, None] * Vt, U, S[:rank]
+
+
+def merge_lora_xs(model: nn.Module) -> int:
+    """Folds every LoraXSLinear into its base layer, W ← W + (α/r)·B R A (in fp32), and puts the plain
+    nn.Linear back: the model becomes what `loraxs merge` writes. Returns the number of modules merged."""
+    merged = []
+    for name, m in model.named_modules():
+        if isinstance(m, LoraXSLinear):
+            merged.append((name, m))
+    for name, m in merged:
+        with torch.no_grad():
+            delta = m.scale * (m.B @ m.R.detach().to(m.B.dtype) @ m.A)  # (out, r)(r, r)(r, in) = (out, in)
+            w = m.base.weight
+            w.copy_((w.to(torch.float32) + delta.to(w.device)).to(w.dtype))
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, m.base)
+    return len(merged)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -264,7 +290,7 @@ def main():
 
     def log(msg):
         if main_proc:
-            print(f"[trainer] {msg}", file=sys.stderr, flush=True)
+            say(f"[trainer] {msg}")
 
     # ---- model
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -484,7 +510,7 @@ def main():
         value = metrics[metric]
         best = pos["best_value"] is None or is_better(metric, value, pos["best_value"])
         if main_proc:
-            print(json.dumps({"loraxs_eval": {"record": rec, "best": best}}), file=sys.stderr, flush=True)
+            say(json.dumps({"loraxs_eval": {"record": rec, "best": best}}))
         if best:
             pos["best"], pos["best_value"] = rec, value
             save_to(output)
@@ -499,7 +525,24 @@ def main():
         rec = {"step": 0, "epoch": 0, "eval": metrics, "baseline": True}
         append(rec)
 
+    def write_merged_logits():
+        """Merges ΔW into W in PyTorch (merge_lora_xs) and writes the merged model's logits on fixed inputs
+        (the first validation batch, else the first training batch) to <output>/merged_logits.safetensors,
+        with the inputs: what `loraxs merge`'s folder must reproduce. Rank 0, after the last update."""
+        vb = plan.get("validation_batches") or plan["train_batches"][0]
+        tensors = load_file(os.path.join(plan_dir, vb["file"]))
+        x = inputs_of(tensors, 0, 0, vb["batches"][0]["examples"])
+        n = merge_lora_xs(model)
+        model.eval()
+        with torch.no_grad():
+            logits = model(**x).logits.float()
+        out = {k: v.to(torch.int64).cpu().contiguous() for k, v in x.items()}
+        out["logits"] = logits.cpu().contiguous()
+        write_atomic(os.path.join(output, "merged_logits.safetensors"), st_save(out, metadata={"format": "loraxs-merged-logits", "modules_merged": str(n)}))
+
     stop_after = int(os.environ["LORAXS_TRAINER_STOP_AFTER"]) if os.environ.get("LORAXS_TRAINER_STOP_AFTER") else None
+    # A test hook: LORAXS_TRAINER_FAIL=RANK:STEP makes that rank raise after update STEP (a rank that dies).
+    fail_rank, _, fail_step = os.environ.get("LORAXS_TRAINER_FAIL", "").partition(":")
     accum = tc["grad_accum_steps"]
     total = tc["total_steps"]
     cancelled = False
@@ -576,7 +619,9 @@ def main():
             }
             append(rec)
             if main_proc:
-                print(json.dumps({"loraxs_step": rec}), file=sys.stderr, flush=True)
+                say(json.dumps({"loraxs_step": rec}))
+            if fail_step and rank == int(fail_rank) and pos["step"] >= int(fail_step):
+                raise RuntimeError(f"LORAXS_TRAINER_FAIL: rank {rank} fails after update {pos['step']}")
             if stop_after is not None and pos["step"] >= stop_after:
                 _request_stop()  # a test hook: as if SIGTERM came right after this update
             epoch_ends = pos["batch_in_epoch"] >= n_batches
@@ -594,12 +639,14 @@ def main():
         save_checkpoint()
         log(f"cancelled at update {pos['step']}; checkpoint saved in {ckpt_dir} (continue with --resume)")
         if main_proc:
-            print(json.dumps({"loraxs_cancelled": {"step": pos["step"]}}), file=sys.stderr, flush=True)
+            say(json.dumps({"loraxs_cancelled": {"step": pos["step"]}}))
         code = 0  # a clean stop: the launcher (torchrun) would report any other status as a failure
     else:
         save_to(os.path.join(output, "last"))
         if not plan.get("validation_batches"):
             save_to(output)
+        if main_proc:
+            write_merged_logits()
         log(f"finished {pos['step']} updates")
         code = 0
     if distributed:
@@ -608,5 +655,18 @@ def main():
     sys.exit(code)
 
 
+def report_error(message: str):
+    """One line the launcher (sidecar/engine/launch.ts) shows as the run's error, with the rank that failed."""
+    say(json.dumps({"loraxs_error": {"rank": int(os.environ.get("RANK", "0")), "message": message}}))
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            report_error(e.code)
+        raise
+    except Exception as e:
+        report_error(f"{type(e).__name__}: {e}")
+        raise

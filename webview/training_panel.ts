@@ -73,6 +73,8 @@ function liveLine(run: RunView): string | null {
   const last = run.steps.at(-1);
   if (!last || run.summary || run.error) return null;
   const parts = [`step ${last.step}${last.total_steps ? ` / ${last.total_steps}` : ''}`, `${Math.round(last.tokens_per_s).toLocaleString('en-US')} tokens/s`];
+  // A `loraxs launch` run (PyTorch + Accelerate) names its processes and their device.
+  if (last.processes) parts.push(`torch ×${last.processes}${last.device ? ` on ${last.device}` : ''}`);
   const timing = runTiming(run);
   if (timing?.elapsed_s != null) parts.push(`${duration(timing.elapsed_s)} elapsed`);
   if (timing?.eta_s != null && last.total_steps) parts.push(`ETA ${duration(timing.eta_s)}`);

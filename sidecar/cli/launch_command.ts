@@ -1,11 +1,13 @@
 /**
  * `loraxs launch CONFIG`: the config trained by PyTorch + Accelerate (trainer/train.py) through
- * `accelerate launch` (engine/launch.ts). `--dry-run` prints the command and the Accelerate config.
+ * `accelerate launch` (engine/launch.ts), run by the one job runner (engine/jobs.ts, kind `launch`).
+ * `--dry-run` prints the command and the Accelerate config.
  */
 import { LoraxsError } from '../errors';
 import { str, positiveInt, interruptSignal, interruptExitCode, type CommandSpec, type OptionValues } from './options';
 import { stderrProgress } from './progress';
-import { runLaunch, type MixedPrecision } from '../engine/launch';
+import { runJob } from '../engine/jobs';
+import type { MixedPrecision } from '../engine/launch';
 
 function nonNegativeInt(v: OptionValues, key: string): number | undefined {
   const x = str(v, key);
@@ -40,7 +42,7 @@ export const launchCommand: CommandSpec = {
     if (mixed !== undefined && !['no', 'bf16', 'fp16'].includes(mixed)) throw new LoraxsError(`--mixed-precision must be no, bf16 or fp16, got '${mixed}'`);
     const dryRun = v['dry-run'] === true;
     const stop = dryRun ? undefined : interruptSignal('every process saves a checkpoint at the same update');
-    const result = await runLaunch(file, {
+    const job = await runJob({ kind: 'launch', configFile: file, options: {
       processes: positiveInt(v, 'processes'),
       nnodes: positiveInt(v, 'nnodes'),
       nodeRank: nonNegativeInt(v, 'node-rank'),
@@ -54,12 +56,15 @@ export const launchCommand: CommandSpec = {
       resume: v.resume === true,
       overwrite: v.overwrite === true,
       dryRun,
-    }, stderrProgress(), stop);
+    } }, stderrProgress(), stop);
+    if (job.kind !== 'launch') throw new Error(`internal error: a launch job returned ${job.kind}`);
+    const result = job.result;
+    const cancelled = result.train?.cancelled === true;
     if (v.json === true) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     else if (result.text) process.stdout.write(result.text);
-    else process.stdout.write(`${result.cancelled ? 'cancelled' : result.exitCode === 0 ? 'finished' : `failed (exit ${result.exitCode})`}; output: ${result.output}\n`);
+    else process.stdout.write(`${cancelled ? 'cancelled' : 'finished'}; output: ${result.output}\n`);
     // Stopped by our signal: 130/143 as `loraxs train`; stopped by the trainer itself (its processes were signalled): 0.
-    if (result.cancelled) return stop?.aborted ? interruptExitCode(stop) : 0;
-    return result.exitCode === 0 ? 0 : 1;
+    if (cancelled) return stop?.aborted ? interruptExitCode(stop) : 0;
+    return 0;
   },
 };

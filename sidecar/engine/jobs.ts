@@ -1,5 +1,5 @@
 /**
- * The one job runner both front ends use: `loraxs train|merge|export|ablate` (cli/) and the sidecar's job
+ * The one job runner both front ends use: `loraxs train|merge|export|eval|ablate|launch` (cli/) and the sidecar's job
  * worker thread (lsp/job_worker.ts). It does everything a job needs before and around its stage, in the
  * same order for both, so they behave the same:
  *
@@ -31,6 +31,7 @@ import { mergeRun } from './merge_run';
 import { evaluateRun } from './evaluate';
 import { exportRun } from './export_run';
 import { eventCallbacks } from './events';
+import { dryRunLaunch, launchPreflight, runLaunch, type LaunchOptions } from './launch';
 import { LoraxsError } from '../errors';
 import { toFsUserError } from '../io/fs_errors';
 import { OUTPUT_MARKER, preflightOutput, writeOutputMarker, type OutputCheck, type OutputInput } from '../io/output_folder';
@@ -48,7 +49,9 @@ export type JobSpec =
   | { kind: 'export'; adapterDir: string; modelDir?: string; format: ExportFormat; outDir: string; overwrite?: boolean }
   | { kind: 'ablate'; configFile: string; request: AnalysisRequest }
   /** Metrics on the config's validation set: of a saved adapter, or of the base model without one. */
-  | { kind: 'eval'; configFile: string; adapterDir?: string };
+  | { kind: 'eval'; configFile: string; adapterDir?: string }
+  /** The config trained by PyTorch + Accelerate (engine/launch.ts); its `started` event says `train`. */
+  | { kind: 'launch'; configFile: string; options: LaunchOptions };
 
 export type JobKind = JobSpec['kind'];
 
@@ -78,7 +81,7 @@ export async function runJob(spec: JobSpec, emit: (e: JobEvent) => void, signal?
       }
     };
     const begin = (output: string | null): void => {
-      emit({ kind: 'started', job: spec.kind, config: configFile, output });
+      emit({ kind: 'started', job: spec.kind === 'launch' ? 'train' : spec.kind, config: configFile, output });
       showWarnings();
     };
     const load = (requireTraining: boolean) =>
@@ -140,6 +143,20 @@ export async function runJob(spec: JobSpec, emit: (e: JobEvent) => void, signal?
           kind: 'folder',
           outDir: await exportRun({ adapterDir: spec.adapterDir, modelDir: exportModel, format: spec.format, outDir: spec.outDir }, events, { writer: 'export', onlyReplaceMarked: true }),
         };
+      }
+      case 'launch': {
+        let config = load(true);
+        if (spec.options.dryRun) {
+          showWarnings();
+          return { kind: 'launch', result: dryRunLaunch(config, spec.options) };
+        }
+        let out = launchPreflight(config, spec.options);
+        begin(config.output);
+        if (config.hubModel) {
+          config = await resolveModel(config, true);
+          out = launchPreflight(config, spec.options);
+        }
+        return { kind: 'launch', result: await runLaunch(config, out, spec.options, events, signal) };
       }
       case 'eval': {
         let config = load(true);

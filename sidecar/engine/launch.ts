@@ -8,7 +8,11 @@
  *   4. `python -m accelerate.commands.launch --config_file ... trainer/train.py --plan <output>/plan` runs in
  *      its own process group; its step and eval lines become JobEvents; the signal sends SIGTERM to the
  *      whole group (every rank saves one checkpoint at the same update) and the launch waits for the group
- *      to be gone.
+ *      to be gone; a trainer that fails (a rank died: torchrun stops the others; a collective that waits
+ *      on a dead rank gives up after the trainer's --collective-timeout) rejects with the rank's error.
+ *
+ * It is a job of the one job runner (engine/jobs.ts, kind `launch`): `loraxs launch` and the sidecar (a
+ * config with `compute.backend: torch`) both run it there.
  *
  * On a machine without CUDA the processes are CPU processes talking over gloo: Accelerate's own MULTI_CPU
  * launcher needs mpirun, so the config says MULTI_GPU (torchrun) and ACCELERATE_USE_CPU=true makes every
@@ -18,13 +22,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as net from 'node:net';
 import { spawn, spawnSync } from 'node:child_process';
-import { loadConfig } from '../config/parse';
 import type { RunConfig } from '../config/types';
 import { LoraxsError } from '../errors';
-import { preflightOutput, writeOutputMarker, OUTPUT_MARKER } from '../io/output_folder';
-import { writeRunPlan } from './run_plan';
-import type { JobEvent } from '../records';
-import { eventCallbacks } from './events';
+import { preflightOutput, writeOutputMarker, OUTPUT_MARKER, type OutputCheck } from '../io/output_folder';
+import { readSafetensorsHeader } from '../io/safetensors';
+import { writeRunPlan, type RunPlan } from './run_plan';
+import { isBestRecord, isEvalRecord, isStepRecord, type EngineEvents, type LaunchResult, type MetricsRecord, type TrainResult } from '../records';
 
 export type MixedPrecision = 'no' | 'bf16' | 'fp16';
 
@@ -70,16 +73,6 @@ export interface LaunchPlan {
   planDir: string;
 }
 
-export interface LaunchResult {
-  output: string;
-  exitCode: number;
-  cancelled: boolean;
-  dryRun: boolean;
-  command: string[];
-  accelerateConfigFile: string;
-  /** Dry run: the command line and the Accelerate config file's text. */
-  text?: string;
-}
 
 /** The repository folder that holds trainer/train.py (LORAXS_REPO_ROOT, else up from this bundle). */
 export function trainerRoot(): string {
@@ -225,84 +218,140 @@ async function groupGone(pgid: number, ms: number): Promise<void> {
   }
 }
 
-/**
- * Plans and runs (or, with dryRun, prints) one launch. `emit` gets `started`, `log`, `step` and `eval`
- * events as `loraxs train` emits them; `signal` stops the run (SIGTERM to the launcher's process group).
- */
-export async function runLaunch(configFile: string, opts: LaunchOptions, emit: (e: JobEvent) => void, signal?: AbortSignal): Promise<LaunchResult> {
-  const config = loadConfig(path.resolve(configFile), { requireTraining: true });
-  // One machine: a free port for the processes' rendezvous, so that two runs on one machine do not collide.
-  if (!opts.dryRun && !opts.main && (opts.nnodes ?? 1) === 1) opts = { ...opts, main: `127.0.0.1:${await freePort()}` };
-  const p = prepareLaunch(config, opts);
-  if (opts.dryRun) {
-    return { output: config.output, exitCode: 0, cancelled: false, dryRun: true, command: p.command, accelerateConfigFile: p.accelerateConfigFile, text: `${commandLine(p)}\n\n# ${p.accelerateConfigFile}\n${p.accelerateConfig}` };
-  }
-  const out = preflightOutput({
+/** A dry run: the command line and the Accelerate config, nothing written or run. */
+export function dryRunLaunch(config: RunConfig, opts: LaunchOptions): LaunchResult {
+  const p = prepareLaunch(config, { ...opts, dryRun: true });
+  return {
+    output: config.output, dryRun: true, command: p.command, accelerateConfigFile: p.accelerateConfigFile, ...where(p.settings),
+    text: `${commandLine(p)}\n\n# ${p.accelerateConfigFile}\n${p.accelerateConfig}`,
+  };
+}
+
+const where = (s: LaunchSettings): Pick<LaunchResult, 'processes' | 'device'> => ({ processes: s.processesPerNode * s.nnodes, device: s.cpu ? 'cpu' : 'cuda' });
+
+/** The output folder checked as `train` checks it (before anything is written or loaded). */
+export function launchPreflight(config: RunConfig, opts: LaunchOptions): OutputCheck {
+  return preflightOutput({
     job: 'train', outDir: config.output, overwrite: opts.overwrite === true, resume: opts.resume === true, bytes: 0, mode: 'into',
     inputs: [{ path: config.model, what: 'the model folder' }, { path: config.file, what: 'the config file' }],
   });
+}
+
+/**
+ * Runs one launch (engine/jobs.ts calls it after the pre-flight and `started`): the run plan, the Accelerate
+ * config, then `accelerate launch` in its own process group. The trainer's step and eval lines become
+ * `step` and `eval` events as they arrive, its other output `log` events. `signal` (polled: the job worker's
+ * signal has only `aborted`) sends SIGTERM to the whole group: every rank stops before the same micro-batch
+ * and rank 0 saves the checkpoint. A trainer that fails (a rank died, a bad plan) rejects with its error.
+ */
+export async function runLaunch(config: RunConfig, out: OutputCheck, opts: LaunchOptions, events: Required<EngineEvents>, signal?: AbortSignal): Promise<LaunchResult> {
+  const t0 = Date.now();
+  // One machine: a free port for the processes' rendezvous, so that two runs on one machine do not collide.
+  if (!opts.main && (opts.nnodes ?? 1) === 1) opts = { ...opts, main: `127.0.0.1:${await freePort()}` };
+  const p = prepareLaunch(config, opts);
   if (opts.overwrite && !opts.resume && out.state.kind === 'marked') fs.rmSync(out.outDir, { recursive: true, force: true });
   fs.mkdirSync(config.output, { recursive: true });
   if (!fs.existsSync(path.join(config.output, OUTPUT_MARKER))) writeOutputMarker(config.output, 'launch');
-  emit({ kind: 'started', job: 'train', config: config.file, output: config.output });
-  const events = eventCallbacks(emit);
   if (opts.resume && fs.existsSync(path.join(p.planDir, 'plan.json'))) {
-    events.log?.(`resuming with the plan in ${p.planDir}`);
+    events.log(`resuming with the plan in ${p.planDir}`);
   } else {
-    events.log?.(`writing the run plan to ${p.planDir}`);
+    events.log(`writing the run plan to ${p.planDir}`);
     await writeRunPlan(config, p.planDir, events);
   }
   fs.writeFileSync(p.accelerateConfigFile, p.accelerateConfig);
-  events.log?.(commandLine(p));
+  events.log(commandLine(p));
+  if (signal?.aborted) return { ...launched(p), train: launchTrainResult(config, p.planDir, true, t0) };
 
   const child = spawn(p.command[0], p.command.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...p.env } });
-  const pgid = child.pid!;
+  const pgid = child.pid;
   let cancelled = false;
-  const stop = (): void => {
+  let stopSent = false;
+  const errors: string[] = [];
+  const tail: string[] = [];
+  const poll = setInterval(() => {
+    if (!signal?.aborted || stopSent || pgid === undefined) return;
+    stopSent = true;
     cancelled = true;
     try {
       process.kill(-pgid, 'SIGTERM');
     } catch {
       /* already gone */
     }
-  };
-  signal?.addEventListener('abort', stop, { once: true });
-  if (signal?.aborted) stop();
+  }, 100);
   const onLines = (buf: { rest: string }) => (chunk: Buffer): void => {
     buf.rest += chunk.toString('utf8');
     const lines = buf.rest.split('\n');
     buf.rest = lines.pop() ?? '';
     for (const line of lines) {
-      if (line.startsWith('{"loraxs_step":')) {
+      const tagged = /^\{"loraxs_(step|eval|cancelled|error)":/.exec(line);
+      if (tagged) {
         try {
-          events.step?.(JSON.parse(line).loraxs_step);
+          const value = JSON.parse(line)[`loraxs_${tagged[1]}`];
+          if (tagged[1] === 'step') events.step(value);
+          else if (tagged[1] === 'eval') events.eval(value.record, value.best === true);
+          else if (tagged[1] === 'cancelled') cancelled = true; // the trainer stopped early and saved its checkpoint
+          else errors.push(`rank ${value.rank}: ${value.message}`);
           continue;
         } catch { /* shown as a log line */ }
       }
-      if (line.startsWith('{"loraxs_cancelled":')) {
-        cancelled = true; // the trainer stopped early and saved its checkpoint
-        continue;
-      }
-      if (line.startsWith('{"loraxs_eval":')) {
-        try {
-          const e = JSON.parse(line).loraxs_eval;
-          events.eval?.(e.record, e.best === true);
-          continue;
-        } catch { /* shown as a log line */ }
-      }
-      if (line.trim()) events.log?.(line);
+      if (!line.trim()) continue;
+      events.log(line);
+      tail.push(line);
+      if (tail.length > 20) tail.shift();
     }
   };
   child.stdout!.on('data', onLines({ rest: '' }));
   child.stderr!.on('data', onLines({ rest: '' }));
-  const exitCode = await new Promise<number>((resolve, reject) => {
-    child.on('error', (e) => reject(new LoraxsError(`could not run ${p.command[0]}: ${e.message} (install the trainer: ${p.python} -m pip install -r trainer/requirements.txt, or pass --python)`)));
-    child.on('exit', (code, sig) => resolve(code ?? (sig ? 128 + (sig === 'SIGTERM' ? 15 : 2) : 1)));
-  });
-  signal?.removeEventListener('abort', stop);
+  let exitCode: number;
+  try {
+    exitCode = await new Promise<number>((resolve, reject) => {
+      child.on('error', (e) => reject(new LoraxsError(`could not run ${p.command[0]}: ${e.message} (install the trainer: ${p.python} -m pip install -r trainer/requirements.txt, or pass --python)`)));
+      child.on('close', (code, sig) => resolve(code ?? (sig === 'SIGTERM' ? 143 : sig === 'SIGINT' ? 130 : 1)));
+    });
+  } finally {
+    clearInterval(poll);
+  }
   // The launcher may exit before its processes do (a signal to the group reaches them all): wait for them.
-  await groupGone(pgid, 120_000);
+  if (pgid !== undefined) await groupGone(pgid, 120_000);
   const ckpt = path.join(config.output, 'trainer_checkpoint', 'state.pt');
-  if (cancelled && !fs.existsSync(ckpt)) events.log?.('cancelled before the trainer saved a checkpoint');
-  return { output: config.output, exitCode, cancelled, dryRun: false, command: p.command, accelerateConfigFile: p.accelerateConfigFile };
+  if (cancelled && !fs.existsSync(ckpt)) events.log('cancelled before the trainer saved a checkpoint');
+  if (exitCode !== 0 && !(cancelled && fs.existsSync(ckpt))) {
+    const why = errors[0] ?? tail.filter((l) => /\b\w*(Error|Exception)\b/.test(l)).at(-1) ?? tail.at(-1) ?? 'no output';
+    throw new LoraxsError(`the trainer failed (accelerate launch exited with ${exitCode}): ${why}`);
+  }
+  return { ...launched(p), train: launchTrainResult(config, p.planDir, cancelled, t0) };
+}
+
+function launched(p: ReturnType<typeof prepareLaunch>): LaunchResult {
+  return { output: path.dirname(p.accelerateConfigFile), dryRun: false, command: p.command, accelerateConfigFile: p.accelerateConfigFile, ...where(p.settings) };
+}
+
+/** The launch's result in `train`'s terms, from plan.json, the adapter and metrics.jsonl. */
+function launchTrainResult(config: RunConfig, planDir: string, cancelled: boolean, t0: number): TrainResult {
+  const plan = JSON.parse(fs.readFileSync(path.join(planDir, 'plan.json'), 'utf8')) as RunPlan;
+  const records: MetricsRecord[] = [];
+  const metricsFile = path.join(config.output, 'metrics.jsonl');
+  if (fs.existsSync(metricsFile)) {
+    for (const line of fs.readFileSync(metricsFile, 'utf8').split('\n')) {
+      try {
+        if (line.trim()) records.push(JSON.parse(line) as MetricsRecord);
+      } catch { /* a line cut by a kill: not a record */ }
+    }
+  }
+  const steps = records.filter(isStepRecord).at(-1)?.step ?? 0;
+  const bestLine = records.filter(isBestRecord).at(-1);
+  const best = bestLine ? records.filter(isEvalRecord).filter((r) => r.step === bestLine.step).at(-1) ?? null : null;
+  const adapterParams = plan.adapter.modules.reduce((a, m) => a + m.rank * m.rank, 0);
+  let headParams = 0;
+  const headFile = path.join(planDir, plan.init_adapter ?? 'init_adapter', 'head.safetensors');
+  if (fs.existsSync(headFile)) {
+    for (const t of readSafetensorsHeader(headFile).tensors.values()) headParams += t.shape.reduce((a, b) => a * b, 1);
+  }
+  const adapterFile = path.join(config.output, 'adapter.safetensors');
+  return {
+    output: config.output, adapterDir: config.output, steps, totalSteps: plan.training.total_steps, cancelled,
+    best: best ? { step: best.step, epoch: best.epoch, eval: best.eval } : null,
+    trainableParams: adapterParams + headParams, adapterParams, adapterBytes: fs.existsSync(adapterFile) ? fs.statSync(adapterFile).size : 0,
+    seconds: (Date.now() - t0) / 1000,
+  };
 }

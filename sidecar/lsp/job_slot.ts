@@ -15,8 +15,8 @@ export interface JobSlotOptions {
   connection: Connection;
   /** The sidecar bundle, run as the job worker. */
   workerScript: string;
-  /** Sends a status with the current backend filled in. */
-  status: (state: StatusNotification.Params['state'], message?: string) => void;
+  /** Sends a status with the current backend filled in (or `busy`'s: a launch's torch, processes, device). */
+  status: (state: StatusNotification.Params['state'], message?: string, busy?: Pick<StatusNotification.Params, 'backend' | 'processes' | 'device'>) => void;
 }
 
 /** A request refused before it starts (untrusted workspace, a job already running). */
@@ -39,11 +39,11 @@ export class JobSlot {
    * `finish` turns its result into the reply (errors become ResponseErrors).
    */
   async run<T>(id: string, spec: JobSpec, busyMessage: string, token: CancellationToken, forward: (e: JobEvent) => void,
-    finish: (r: Awaited<RunningJob['done']>) => T): Promise<T> {
+    finish: (r: Awaited<RunningJob['done']>) => T, busy?: Parameters<JobSlotOptions['status']>[2]): Promise<T> {
     const c = this.o.connection;
     const job = startJob(spec, this.o.workerScript, forward, (line) => c.console.log(`[${id}] ${line}`));
     this.current = { id, job };
-    this.o.status('busy', busyMessage);
+    this.o.status('busy', busyMessage, busy);
     const onCancel = token.onCancellationRequested(() => job.cancel());
     try {
       return finish(await job.done);
@@ -63,9 +63,17 @@ export class JobSlot {
     return true;
   }
 
-  /** Stops a running job at once (server shutdown). */
+  /**
+   * Stops a running job at once (server shutdown). A launch is cancelled first, so that its process group
+   * gets SIGTERM (and checkpoints) rather than outliving the sidecar untold.
+   */
   async dispose(): Promise<void> {
-    await this.current?.job.terminate();
+    const job = this.current?.job;
+    if (job?.job.kind === 'launch') {
+      job.cancel();
+      await Promise.race([job.done.catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
+    }
+    await job?.terminate();
     this.current = null;
   }
 }

@@ -106,7 +106,8 @@ export function startLanguageServer(connection: Connection, opts: LanguageServer
   configureHubModels({ canFetch: () => trusted, onLanded: () => safe('hub model fetched', undefined, relintAll) });
 
   /** The status a job reports (busy, then idle), with the backend the server initialised. */
-  const jobStatus = (s: StatusNotification.Params['state'], message?: string): void => sendStatus({ state: s, backend, threads, message });
+  const jobStatus = (s: StatusNotification.Params['state'], message?: string, busy?: Pick<StatusNotification.Params, 'backend' | 'processes' | 'device'>): void =>
+    sendStatus(busy ? { state: s, message, ...busy } : { state: s, backend, threads, message });
 
   // The custom requests' handlers see a connection that checks their params first (request_params.ts).
   const guarded = guardRequests(connection, requestChecks(roots));
