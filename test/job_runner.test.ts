@@ -148,6 +148,7 @@ test('evaluation is a job too: loraxs/eval and `loraxs eval` give the same metri
   const baseCli = fromCli([]);
   const adaptedCli = fromCli(['--adapter', adapterDir]);
   assert.ok(typeof baseCli.accuracy === 'number' && typeof adaptedCli.accuracy === 'number', JSON.stringify({ baseCli, adaptedCli }));
+  assert.notDeepEqual(adaptedCli, baseCli, 'the adapter was scored, not the base model again');
   await withSidecar({ trusted: true, rootDir: ws.dir }, async (s) => {
     const progress = s.collect(TrainProgressNotification.type);
     const base = await s.conn.sendRequest(EvalRequest.type, { uri });
