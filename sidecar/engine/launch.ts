@@ -341,7 +341,11 @@ function launchTrainResult(config: RunConfig, planDir: string, cancelled: boolea
   const steps = records.filter(isStepRecord).at(-1)?.step ?? 0;
   const bestLine = records.filter(isBestRecord).at(-1);
   const best = bestLine ? records.filter(isEvalRecord).filter((r) => r.step === bestLine.step).at(-1) ?? null : null;
-  const adapterParams = plan.adapter.modules.reduce((a, m) => a + m.rank * m.rank, 0);
+  // A model the engine cannot hold: the trainer matched the modules; its saved adapter lists them.
+  let modules: Array<{ rank: number }> = plan.adapter.modules;
+  const saved = path.join(config.output, 'last', 'loraxs_config.json');
+  if (modules.length === 0 && fs.existsSync(saved)) modules = (JSON.parse(fs.readFileSync(saved, 'utf8')) as { modules: Array<{ rank: number }> }).modules;
+  const adapterParams = modules.reduce((a, m) => a + m.rank * m.rank, 0);
   let headParams = 0;
   const headFile = path.join(planDir, plan.init_adapter ?? 'init_adapter', 'head.safetensors');
   if (fs.existsSync(headFile)) {
