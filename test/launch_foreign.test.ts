@@ -14,15 +14,17 @@
  *   - `export --format peft-lora`: loaded in PEFT when it is installed, else its tensors checked: the base
  *     weight plus (lora_B·lora_A)ᵀ (fan_in_fan_out) equals the merged folder's weight within 1e-5;
  *   - bad input: a target that matches no layer, a classification task, an output folder of the user's:
- *     one-line errors, nothing overwritten.
+ *     one-line errors, nothing overwritten;
+ *   - the trainer's R initialisation equals the engine's (moduleRng + Box-Muller) for init_std > 0;
+ *   - a launch whose CLI is killed outright (SIGKILL) stops by itself with a checkpoint at its last update.
  * Skips with a message when ../shared or the trainer's Python (.venv-trainer) is missing.
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawnSync } from 'node:child_process';
-import { cliRunner } from './cli_harness';
+import { spawn, spawnSync } from 'node:child_process';
+import { cliRunner, loraxsBin } from './cli_harness';
 import { repoRoot, stories260k, needsShared, tempDir } from './paths';
 import { readValidatedMetrics } from './metrics_schema';
 import { initR, moduleRng } from '../sidecar/loraxs/init';
@@ -248,3 +250,52 @@ print(json.dumps([init_R(c["seed"], c["name"], c["rank"], c["std"]).reshape(-1).
   });
 });
 
+/** PIDs of this machine's processes whose command line mentions `needle` (read from /proc). */
+function processesMentioning(needle: string): number[] {
+  const out: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(needle)) out.push(Number(entry));
+    } catch { /* gone meanwhile */ }
+  }
+  return out;
+}
+
+test('a launch whose CLI is killed outright (SIGKILL) stops at a checkpoint instead of training on unwatched', { skip }, async () => {
+  const dir = gpt2Workspace();
+  fs.writeFileSync(path.join(dir, 'k.loraxs.yaml'), config('out-k').replace('epochs: 3', 'epochs: 400'));
+  const planDir = path.join(dir, 'out-k', 'plan');
+  const child = spawn(process.execPath, [loraxsBin, 'launch', 'k.loraxs.yaml', '--processes', '2', '--cpu'], {
+    cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LORAXS_CACHE_DIR: tempDir('loraxs-kill-cache-') },
+  });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  // Wait (event-driven) for the trainer's first update line, then kill the CLI: it can send no SIGTERM.
+  await new Promise<void>((resolve, reject) => {
+    let text = '';
+    child.stderr!.on('data', (c: Buffer) => {
+      text += c.toString('utf8');
+      if (/step 1\/2400/.test(text)) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`the launch ended (${code}) before its first update:\n${text.slice(-3000)}`)));
+  });
+  child.kill('SIGKILL');
+  await exited;
+  // Its trainer processes stop by themselves (a safety limit of 5 minutes guards against a hang; not a timing check).
+  const limit = Date.now() + 300_000;
+  let left = processesMentioning(planDir);
+  while (left.length > 0 && Date.now() < limit) {
+    await new Promise((r) => setTimeout(r, 500));
+    left = processesMentioning(planDir);
+  }
+  for (const pid of left) process.kill(pid, 'SIGKILL'); // only the processes this test started, by PID
+  assert.deepEqual(left, [], 'the trainer kept running after its CLI was killed');
+  const steps = readValidatedMetrics(path.join(dir, 'out-k', 'metrics.jsonl')).filter((l) => 'loss' in l).length;
+  assert.ok(steps >= 1 && steps < 2400, `${steps} updates`);
+  const state = py<{ step: number }>(`
+import json, sys, torch
+print(json.dumps({"step": torch.load(sys.argv[1], weights_only=False)["position"]["step"]}))
+`, path.join(dir, 'out-k', 'trainer_checkpoint', 'state.pt'));
+  console.log(`SIGKILL of the CLI after update 1: the trainer stopped after ${steps} updates with a checkpoint at update ${state.step}`);
+  assert.equal(state.step, steps, 'the checkpoint is at the last logged update');
+});

@@ -18,7 +18,8 @@ Semantics (the same as sidecar/train/loop.ts):
     decay for biases and norms;
   * rank 0 appends metrics.jsonl lines in the engine's schema (plus processes and device) and writes the
     adapter in the engine's format with factors.safetensors, the best to <output>/, the last to <output>/last/;
-  * SIGTERM / SIGINT: all ranks agree (an all-reduce before every micro-batch) to stop before the same
+  * SIGTERM / SIGINT, or the process named by LORAXS_PARENT_PID gone (the sidecar killed outright): all ranks
+    agree (an all-reduce before every micro-batch) to stop before the same
     micro-batch and drop the update in progress; rank 0 saves <output>/trainer_checkpoint/ at that update (R,
     the head and the optimizer state are the same on every rank) while the others wait at a barrier;
     --resume continues from it, with any number of processes.
@@ -59,6 +60,16 @@ def _request_stop():
 
 def _on_signal(signum, frame):  # noqa: ARG001
     _request_stop()
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def say(line: str):
@@ -449,6 +460,9 @@ def main():
     accum = tc["grad_accum_steps"]
     total = tc["total_steps"]
     cancelled = False
+    # The sidecar / CLI that ran `loraxs launch` (on this machine): killed outright, it sends no SIGTERM; the
+    # run stops as if it had, rather than train on unwatched.
+    watch_pid = int(os.environ["LORAXS_PARENT_PID"]) if os.environ.get("LORAXS_PARENT_PID", "").isdigit() else None
     stop_flag = torch.zeros(1, device=device)  # on the device: NCCL reduces device tensors only
     while pos["epoch"] <= tc["epochs"]:
         bf = plan["train_batches"][pos["epoch"] - 1]
@@ -465,6 +479,9 @@ def main():
             # value and the fixed-order sum over the table is the same for any number of processes.
             table = torch.zeros(len(group), shards, n_params + 1, dtype=torch.float64, device=device)
             for gi, i in enumerate(group):
+                if not _stop_requested and watch_pid and not process_alive(watch_pid):
+                    say(f"[trainer] rank {rank}: the process that launched the run ({watch_pid}) is gone; stopping with a checkpoint")
+                    _request_stop()
                 stop_flag.fill_(1.0 if _stop_requested else 0.0)
                 if distributed:
                     dist.all_reduce(stop_flag, op=dist.ReduceOp.MAX)

@@ -11,6 +11,9 @@
  *      to be gone; a trainer that fails (a rank died: torchrun stops the others; a collective that waits
  *      on a dead rank gives up after the trainer's --collective-timeout) rejects with the rank's error.
  *
+ * The launcher's group outlives a sidecar killed outright (SIGKILL: no SIGTERM is sent): the trainer watches
+ * this process (LORAXS_PARENT_PID) and, when it is gone, stops as on SIGTERM, with a checkpoint.
+ *
  * It is a job of the one job runner (engine/jobs.ts, kind `launch`): `loraxs launch` and the sidecar (a
  * config with `compute.backend: torch`) both run it there.
  *
@@ -262,7 +265,10 @@ export async function runLaunch(config: RunConfig, out: OutputCheck, opts: Launc
   events.log(commandLine(p));
   if (signal?.aborted) return { ...launched(p), train: launchTrainResult(config, p.planDir, true, t0) };
 
-  const child = spawn(p.command[0], p.command.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...p.env } });
+  // LORAXS_PARENT_PID: the trainer stops (at a checkpoint) when this process is gone (killed outright, no SIGTERM sent).
+  const child = spawn(p.command[0], p.command.slice(1), {
+    detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...p.env, LORAXS_PARENT_PID: String(process.pid) },
+  });
   const pgid = child.pid;
   let cancelled = false;
   let stopSent = false;
