@@ -9,7 +9,8 @@
  *     to numpy's best rank-r approximation of each adapted W (Conv1D weights transposed) within 1e-4
  *     relative (Frobenius), with the engine's sign convention (the test model's weights get a decaying spectrum,
  *     σ_k = 2·0.7^k, so that the top-r subspace is well defined);
- *   - `launch --processes 2` gives the 1-process losses within 1e-4 relative;
+ *   - `launch --processes 2` gives the 1-process losses within 1e-4 relative; a 2-process run stopped after
+ *     update 4 and resumed on 1 process ends with the 1-process run's adapter (1e-6 relative);
  *   - `loraxs merge` writes a folder whose transformers logits equal the trainer's merged logits within 1e-4;
  *   - `export --format peft-lora`: loaded in PEFT when it is installed, else its tensors checked: the base
  *     weight plus (lora_B·lora_A)ᵀ (fan_in_fan_out) equals the merged folder's weight within 1e-5;
@@ -38,6 +39,8 @@ function trainerMissing(): string | false {
 }
 const skip = needsShared(stories260k) || trainerMissing();
 const cli = cliRunner('launch-foreign');
+/** The trainer's test hook: stop (as on SIGTERM, with a checkpoint) after update 4. */
+const cliStopAfter4 = cliRunner('launch-foreign-stop', { LORAXS_TRAINER_STOP_AFTER: '4' });
 
 /** Runs Python code with argv; returns the JSON its last stdout line prints. */
 function py<T>(code: string, ...args: string[]): T {
@@ -158,6 +161,21 @@ print(json.dumps({"worst": worst, "modules": len(cfg["modules"]), "signs": signs
   console.log(`GPT-2: 2 processes vs 1: max relative loss difference ${d2.toExponential(2)}`);
   assert.equal(curve2.length, curve.length);
   assert.ok(d2 < 1e-4, String(d2));
+
+  // Stopped after update 4 on 2 processes, resumed on 1 (with the factors kept in the checkpoint): the same adapter.
+  fs.writeFileSync(path.join(dir, 'g3.loraxs.yaml'), config('out3'));
+  const stopped = cliStopAfter4(['launch', 'g3.loraxs.yaml', '--processes', '2', '--cpu'], dir);
+  assert.equal(stopped.code, 0, stopped.stderr.slice(-3000));
+  assert.match(stopped.stdout, /^cancelled/);
+  ok(['launch', 'g3.loraxs.yaml', '--processes', '1', '--cpu', '--resume'], dir);
+  const r3 = py<{ rel: number; keys: number }>(`
+import json, sys, torch
+from safetensors.torch import load_file
+a, b = load_file(sys.argv[1] + "/adapter.safetensors"), load_file(sys.argv[2] + "/adapter.safetensors")
+print(json.dumps({"rel": max(float((a[k] - b[k]).abs().max() / a[k].abs().max()) for k in a), "keys": len(a)}))
+`, path.join(out1, 'last'), path.join(dir, 'out3', 'last'));
+  console.log(`GPT-2: stopped at update 4 on 2 processes, resumed on 1: adapter relative difference ${r3.rel.toExponential(2)}`);
+  assert.ok(r3.keys >= 1 && r3.rel < 1e-6, String(r3.rel));
 
   // loraxs merge (the trainer's Python): transformers on the merged folder gives the trainer's merged logits.
   const merged = path.join(dir, 'merged');

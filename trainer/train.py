@@ -207,6 +207,7 @@ def main():
         p.requires_grad_(False)
 
     init_dir = os.path.join(plan_dir, plan["init_adapter"]) if plan.get("init_adapter") else None
+    checkpoint_factors = None  # the factors computed here (a model the engine cannot hold), kept in checkpoints
     extra_files = {}  # files the saved adapters carry besides R and the head: factors.safetensors, the chat template
     if init_dir:
         init_config, r_meta, R0, head0, factors = load_adapter(init_dir)
@@ -221,18 +222,25 @@ def main():
         ac = plan["adapter_config"]
         found = resolve_targets(model, ac["targets"], ac["rank"], ac.get("rank_pattern") or {})
         factors, R0, head0, modules = {}, {}, {}, []
+        # A resume takes the factors its checkpoint was trained with (an SVD on another device may differ in the last bits).
+        state_file = os.path.join(ckpt_dir, "state.pt")
+        saved = torch.load(state_file, map_location="cpu", weights_only=False).get("factors") if args.resume and os.path.exists(state_file) else None
         for name, layer, r in found:
             out_f, in_f = linear_weight(layer).shape
-            A, B, S = svd_factors(linear_weight(layer).to(device), r, module_rng(tc["seed"], name, "factors").next_u32(), ac["svd"], ac["init"] == "svd")
-            if distributed:
-                for t in (A, B, S):
-                    dist.broadcast(t, src=0)
+            if saved and f"{name}.A" in saved:
+                A, B, S = saved[f"{name}.A"], saved[f"{name}.B"], saved[f"{name}.sigma"]
+            else:
+                A, B, S = svd_factors(linear_weight(layer).to(device), r, module_rng(tc["seed"], name, "factors").next_u32(), ac["svd"], ac["init"] == "svd")
+                if distributed:
+                    for t in (A, B, S):
+                        dist.broadcast(t, src=0)
             factors.update({f"{name}.A": A.cpu(), f"{name}.B": B.cpu(), f"{name}.sigma": S.cpu()})
             R0[name] = init_R(tc["seed"], name, r, ac["init_std"])
             modules.append({"name": name, "rank": r, "out_features": int(out_f), "in_features": int(in_f)})
         plan["adapter"]["modules"] = modules
         checksum = factors_checksum(modules, factors)
         init_config = {**ac, "modules": modules, "factors_sha256": checksum}
+        checkpoint_factors = factors
         r_meta = r_metadata(modules)
         extra_files["factors.safetensors"] = factors_bytes(modules, factors, checksum)
         log(f"factors of {len(modules)} modules by {'svd_lowrank' if ac['svd'].get('method') != 'exact' else 'exact SVD'} on {device}")
@@ -326,6 +334,7 @@ def main():
                 "optimizer": optimizer.state_dict(),
                 "position": dict(pos),
                 "processes": world,
+                "factors": checkpoint_factors,
             }
             tmp = os.path.join(ckpt_dir, f"state.pt.tmp-{os.getpid()}")
             torch.save(state, tmp)
