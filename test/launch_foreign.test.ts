@@ -14,7 +14,7 @@
  *   - `loraxs merge` writes a folder whose transformers logits equal the trainer's merged logits within 1e-4;
  *   - `export --format peft-lora`: loaded in PEFT when it is installed, else its tensors checked: the base
  *     weight plus (lora_B·lora_A)ᵀ (fan_in_fan_out) equals the merged folder's weight within 1e-5;
- *   - bad input: a target that matches no layer, a classification task, an output folder of the user's:
+ *   - bad input: a target that matches no layer, a tied lm_head, a classification task, a user's output folder:
  *     one-line errors, nothing overwritten;
  *   - the trainer's R initialisation equals the engine's (moduleRng + Box-Muller) for init_std > 0;
  *   - a launch whose CLI is killed outright (SIGKILL) stops by itself with a checkpoint at its last update.
@@ -246,6 +246,10 @@ print(json.dumps({"peft": peft is not None, "diff": diff, "fanInFanOut": cfg["fa
   const badTarget = cli(['launch', 'bad.loraxs.yaml', '--processes', '1', '--cpu'], dir);
   assert.equal(badTarget.code, 1);
   assert.match(badTarget.stderr.trim().split('\n').pop()!, /rank 0: adapter\.targets: "q_proj" matches no nn\.Linear or Conv1D of this model \(its layers end with: c_attn, c_fc, c_proj, lm_head\)/);
+  fs.writeFileSync(path.join(dir, 'tied.loraxs.yaml'), config('out-tied').replace('c_attn, c_proj', 'c_attn, lm_head'));
+  const tied = cli(['launch', 'tied.loraxs.yaml', '--processes', '1', '--cpu'], dir);
+  assert.equal(tied.code, 1);
+  assert.match(tied.stderr.trim().split('\n').pop()!, /rank 0: adapter\.targets: lm_head shares its weight with transformer\.wte\.weight \(tied embeddings\)/);
   fs.writeFileSync(path.join(dir, 'cls.loraxs.yaml'), config('out-cls').replace('task: causal-lm', 'task: classification').replace('text: text', 'text: text, label: text'));
   const cls = cli(['launch', 'cls.loraxs.yaml', '--processes', '1', '--cpu'], dir);
   assert.equal(cls.code, 1);

@@ -102,10 +102,16 @@ def resolve_targets(model: nn.Module, targets, rank: int, rank_pattern: dict):
         if not any(key_matches(n, key) for n, _ in layers):
             tails = sorted({n.rsplit(".", 1)[-1] for n, _ in layers})
             raise UserError(f'adapter.targets: "{key}" matches no nn.Linear or Conv1D of this model (its layers end with: {", ".join(tails)})')
+    sharing = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        sharing.setdefault(p.data_ptr(), []).append(n)
     out = []
     for name, m in layers:
         if longest_match(name, targets) is None:
             continue
+        tied = [n for n in sharing.get(m.weight.data_ptr(), []) if n != f"{name}.weight"]
+        if tied:
+            raise UserError(f"adapter.targets: {name} shares its weight with {tied[0]} (tied embeddings); a merge would change both: leave it out of the targets")
         pk = longest_match(name, rank_pattern.keys())
         r = rank if pk is None else int(rank_pattern[pk])
         out_f, in_f = linear_weight(m).shape
