@@ -18,7 +18,8 @@ Semantics (the same as sidecar/train/loop.ts):
     decay for biases and norms;
   * rank 0 appends metrics.jsonl lines in the engine's schema (plus processes and device) and writes the
     adapter in the engine's format with factors.safetensors, the best to <output>/, the last to <output>/last/;
-  * SIGTERM / SIGINT: all ranks agree (an all-reduce before every micro-batch) to stop before the same
+  * SIGTERM / SIGINT, or the process named by LORAXS_PARENT_PID gone (the sidecar killed outright): all ranks
+    agree (an all-reduce before every micro-batch) to stop before the same
     micro-batch and drop the update in progress; rank 0 saves <output>/trainer_checkpoint/ at that update (R,
     the head and the optimizer state are the same on every rank) while the others wait at a barrier;
     --resume continues from it, with any number of processes.
@@ -28,7 +29,6 @@ Semantics (the same as sidecar/train/loop.ts):
 """
 import argparse
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -40,8 +40,12 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors import safe_open
 from safetensors.torch import load_file, save as st_save
+
+from loraxs_format import (
+    LoraXSLinear, UserError, factors_bytes, factors_checksum, init_R, linear_weight, load_adapter, merge_lora_xs, module_rng,
+    r_metadata, resolve_targets, save_adapter, svd_factors, write_atomic,
+)
 
 IGNORE_INDEX = -100
 CHECKPOINT_DIR = "trainer_checkpoint"
@@ -58,6 +62,16 @@ def _on_signal(signum, frame):  # noqa: ARG001
     _request_stop()
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def say(line: str):
     """One line to the launcher (stderr). A launcher that has gone (the sidecar shut down after sending
     SIGTERM) must not stop a rank on its way to the checkpoint: a closed pipe is ignored."""
@@ -65,127 +79,6 @@ def say(line: str):
         print(line, file=sys.stderr, flush=True)
     except (BrokenPipeError, OSError):
         pass
-
-
-# ------------------------------------------------------------------------------------------------------
-# LoRA-XS module
-
-
-class LoraXSLinear(nn.Module):
-    """A frozen nn.Linear plus (α/r)·B R A; only R is a parameter."""
-
-    def __init__(self, base: nn.Linear, A: torch.Tensor, B: torch.Tensor, R: torch.Tensor, scale: float):
-        super().__init__()
-        self.base = base
-        self.register_buffer("A", A.to(torch.float32).contiguous(), persistent=False)
-        self.register_buffer("B", B.to(torch.float32).contiguous(), persistent=False)
-        self.R = nn.Parameter(R.to(torch.float32).contiguous())
-        self.scale = scale
-
-    def forward(self, x):
-        y = self.base(x)
-        xa = F.linear(x.to(self.A.dtype) if not torch.is_autocast_enabled() else x, self.A)
-        delta = F.linear(F.linear(xa, self.R), self.B)
-        return y + (delta * self.scale).to(y.dtype)
-
-
-def canonical_signs(U: torch.Tensor, Vt: torch.Tensor):
-    """The largest-|value| entry of each column of U positive (as sidecar/loraxs/dense.ts does)."""
-    idx = U.abs().argmax(dim=0)
-    signs = torch.sign(U[idx, torch.arange(U.shape[1])])
-    signs[signs == 0] = 1
-    return U * signs, Vt * signs[:, None]
-
-
-def svd_factors(W: torch.Tensor, rank: int, seed: int):
-    """Factors by torch.svd_lowrank on the device, for models the engine cannot hold (no factors in the plan)."""
-    torch.manual_seed(seed)
-    U, S, V = torch.svd_lowrank(W.to(torch.float32), q=min(rank + 10, min(W.shape)), niter=7)
-    U, Vt = canonical_signs(U[:, :rank], V[:, :rank].T)
-    return S[:rank, None] * Vt, U, S[:rank]
-
-
-def merge_lora_xs(model: nn.Module) -> int:
-    """Folds every LoraXSLinear into its base layer, W ← W + (α/r)·B R A (in fp32), and puts the plain
-    nn.Linear back: the model becomes what `loraxs merge` writes. Returns the number of modules merged."""
-    merged = []
-    for name, m in model.named_modules():
-        if isinstance(m, LoraXSLinear):
-            merged.append((name, m))
-    for name, m in merged:
-        with torch.no_grad():
-            delta = m.scale * (m.B @ m.R.detach().to(m.B.dtype) @ m.A)  # (out, r)(r, r)(r, in) = (out, in)
-            w = m.base.weight
-            w.copy_((w.to(torch.float32) + delta.to(w.device)).to(w.dtype))
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, m.base)
-    return len(merged)
-
-
-# ------------------------------------------------------------------------------------------------------
-# Engine adapter format (sidecar/loraxs/adapter_files.ts)
-
-
-def decode_ranges(text: str):
-    out = []
-    for part in filter(None, text.split(",")):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b or a) + 1))
-    return out
-
-
-def read_init_adapter(folder: str):
-    with open(os.path.join(folder, "loraxs_config.json"), encoding="utf8") as f:
-        config = json.load(f)
-    modules = [m["name"] for m in config["modules"]]
-    R = {}
-    with safe_open(os.path.join(folder, "adapter.safetensors"), framework="pt") as f:
-        meta = f.metadata()
-        for key in f.keys():
-            stack = f.get_tensor(key)
-            for k, idx in enumerate(decode_ranges(meta[key])):
-                R[modules[idx]] = stack[k].clone()
-    head = load_file(os.path.join(folder, "head.safetensors")) if os.path.exists(os.path.join(folder, "head.safetensors")) else {}
-    factors = load_file(os.path.join(folder, "factors.safetensors")) if os.path.exists(os.path.join(folder, "factors.safetensors")) else {}
-    return config, meta, R, head, factors
-
-
-def write_atomic(path: str, data: bytes):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def save_adapter(out_dir: str, init_dir: str, init_config: dict, r_meta: dict, R: dict, head: dict):
-    """Writes the adapter in the engine's format, factors.safetensors (copied from the plan) included."""
-    os.makedirs(out_dir, exist_ok=True)
-    modules = [m["name"] for m in init_config["modules"]]
-    tensors = {}
-    for key in r_meta:
-        if not key.startswith("R.r"):
-            continue
-        rank = int(key[3:])
-        idx = decode_ranges(r_meta[key])
-        tensors[key] = torch.stack([R[modules[i]].detach().to(torch.float32).reshape(rank, rank).cpu() for i in idx]).contiguous()
-    files = {"adapter.safetensors": st_save(tensors, metadata=dict(r_meta))}
-    if head:
-        files["head.safetensors"] = st_save({k: v.detach().to(torch.float32).cpu().contiguous() for k, v in head.items()}, metadata={"format": "loraxs-head"})
-    for name in ("factors.safetensors", "chat_template.jinja"):
-        src = os.path.join(init_dir, name)
-        if os.path.exists(src):
-            with open(src, "rb") as f:
-                files[name] = f.read()
-    config = dict(init_config)
-    config["files"] = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-    for name, data in files.items():
-        write_atomic(os.path.join(out_dir, name), data)
-    for stale in ("head.safetensors", "factors.safetensors", "chat_template.jinja"):
-        if stale not in files and os.path.exists(os.path.join(out_dir, stale)):
-            os.remove(os.path.join(out_dir, stale))
-    write_atomic(os.path.join(out_dir, "loraxs_config.json"), (json.dumps(config, indent=2) + "\n").encode("utf8"))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -314,21 +207,50 @@ def main():
         p.requires_grad_(False)
 
     init_dir = os.path.join(plan_dir, plan["init_adapter"]) if plan.get("init_adapter") else None
+    checkpoint_factors = None  # the factors computed here (a model the engine cannot hold), kept in checkpoints
+    extra_files = {}  # files the saved adapters carry besides R and the head: factors.safetensors, the chat template
     if init_dir:
-        init_config, r_meta, R0, head0, factors = read_init_adapter(init_dir)
+        init_config, r_meta, R0, head0, factors = load_adapter(init_dir)
+        for fname in ("factors.safetensors", "chat_template.jinja"):
+            if os.path.exists(os.path.join(init_dir, fname)):
+                with open(os.path.join(init_dir, fname), "rb") as f:
+                    extra_files[fname] = f.read()
     else:
-        init_config, r_meta, R0, head0, factors = None, {}, {}, {}, {}
+        # A model the engine cannot hold: the plan has no factors. The targets are matched against the
+        # model's nn.Linear / Conv1D names, the factors come from an SVD on this device (rank 0's, broadcast),
+        # R is drawn as the engine draws it (moduleRng(seed, name, 'R')).
+        ac = plan["adapter_config"]
+        found = resolve_targets(model, ac["targets"], ac["rank"], ac.get("rank_pattern") or {})
+        factors, R0, head0, modules = {}, {}, {}, []
+        # A resume takes the factors its checkpoint was trained with (an SVD on another device may differ in the last bits).
+        state_file = os.path.join(ckpt_dir, "state.pt")
+        saved = torch.load(state_file, map_location="cpu", weights_only=False).get("factors") if args.resume and os.path.exists(state_file) else None
+        for name, layer, r in found:
+            out_f, in_f = linear_weight(layer).shape
+            if saved and f"{name}.A" in saved:
+                A, B, S = saved[f"{name}.A"], saved[f"{name}.B"], saved[f"{name}.sigma"]
+            else:
+                A, B, S = svd_factors(linear_weight(layer).to(device), r, module_rng(tc["seed"], name, "factors").next_u32(), ac["svd"], ac["init"] == "svd")
+                if distributed:
+                    for t in (A, B, S):
+                        dist.broadcast(t, src=0)
+            factors.update({f"{name}.A": A.cpu(), f"{name}.B": B.cpu(), f"{name}.sigma": S.cpu()})
+            R0[name] = init_R(tc["seed"], name, r, ac["init_std"])
+            modules.append({"name": name, "rank": r, "out_features": int(out_f), "in_features": int(in_f)})
+        plan["adapter"]["modules"] = modules
+        checksum = factors_checksum(modules, factors)
+        init_config = {**ac, "modules": modules, "factors_sha256": checksum}
+        checkpoint_factors = factors
+        r_meta = r_metadata(modules)
+        extra_files["factors.safetensors"] = factors_bytes(modules, factors, checksum)
+        log(f"factors of {len(modules)} modules by {'svd_lowrank' if ac['svd'].get('method') != 'exact' else 'exact SVD'} on {device}")
     alpha = plan["adapter"]["alpha"]
     for m in plan["adapter"]["modules"]:
         name, r = m["name"], m["rank"]
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         base = getattr(parent, child)
-        assert isinstance(base, nn.Linear), f"{name} is not an nn.Linear"
-        if f"{name}.A" in factors:
-            A, B = factors[f"{name}.A"], factors[f"{name}.B"]
-        else:
-            A, B, _ = svd_factors(base.weight.data, r, tc["seed"])
+        A, B = factors[f"{name}.A"], factors[f"{name}.B"]
         R = R0.get(name, torch.zeros(r, r))
         setattr(parent, child, LoraXSLinear(base, A, B, R, alpha / r))
     params = dict(model.named_parameters())
@@ -401,8 +323,8 @@ def main():
         return {m["name"]: trainable[f"{m['name']}.R"] for m in plan["adapter"]["modules"]}
 
     def save_to(folder):
-        if main_proc and init_config is not None:
-            save_adapter(folder, init_dir, init_config, r_meta, current_R(), current_head())
+        if main_proc:
+            save_adapter(folder, init_config, r_meta, current_R(), current_head(), extra_files)
 
     def save_checkpoint():
         if main_proc:
@@ -412,6 +334,7 @@ def main():
                 "optimizer": optimizer.state_dict(),
                 "position": dict(pos),
                 "processes": world,
+                "factors": checkpoint_factors,
             }
             tmp = os.path.join(ckpt_dir, f"state.pt.tmp-{os.getpid()}")
             torch.save(state, tmp)
@@ -546,6 +469,9 @@ def main():
     accum = tc["grad_accum_steps"]
     total = tc["total_steps"]
     cancelled = False
+    # The sidecar / CLI that ran `loraxs launch` (on this machine): killed outright, it sends no SIGTERM; the
+    # run stops as if it had, rather than train on unwatched.
+    watch_pid = int(os.environ["LORAXS_PARENT_PID"]) if os.environ.get("LORAXS_PARENT_PID", "").isdigit() else None
     stop_flag = torch.zeros(1, device=device)  # on the device: NCCL reduces device tensors only
     while pos["epoch"] <= tc["epochs"]:
         bf = plan["train_batches"][pos["epoch"] - 1]
@@ -562,6 +488,9 @@ def main():
             # value and the fixed-order sum over the table is the same for any number of processes.
             table = torch.zeros(len(group), shards, n_params + 1, dtype=torch.float64, device=device)
             for gi, i in enumerate(group):
+                if not _stop_requested and watch_pid and not process_alive(watch_pid):
+                    say(f"[trainer] rank {rank}: the process that launched the run ({watch_pid}) is gone; stopping with a checkpoint")
+                    _request_stop()
                 stop_flag.fill_(1.0 if _stop_requested else 0.0)
                 if distributed:
                     dist.all_reduce(stop_flag, op=dist.ReduceOp.MAX)
@@ -663,6 +592,9 @@ def report_error(message: str):
 if __name__ == "__main__":
     try:
         main()
+    except UserError as e:
+        report_error(str(e))
+        sys.exit(1)
     except SystemExit as e:
         if isinstance(e.code, str):
             report_error(e.code)

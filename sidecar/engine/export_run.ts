@@ -1,6 +1,7 @@
 /**
  * `loraxs export`: an adapter folder in another layout (formats in loraxs/export.ts). Loads only the
  * adapted modules' weights of the base model, to recompute (or take from the cache) the frozen factors.
+ * `peft-lora` of an adapter whose base the engine cannot hold is written by trainer/adapter_tools.py.
  */
 import * as path from 'node:path';
 import { initBackend } from '../backend/choice';
@@ -10,6 +11,8 @@ import { adapterFactors, checkBaseModel } from '../loraxs/factor_cache';
 import { exportAdapter, EXPORT_FORMATS, type ExportFormat } from '../loraxs/export';
 import type { FolderWriteOptions } from '../loraxs/folder_swap';
 import type { EngineEvents } from '../records';
+import { engineCannotHold } from './model_support';
+import { runTrainerTool } from './trainer_tools';
 
 export { EXPORT_FORMATS, type ExportFormat };
 
@@ -23,9 +26,14 @@ export interface ExportOptions {
 
 /** Exports and writes `opts.outDir` atomically with its marker (`write`: as for mergeRun). */
 export async function exportRun(opts: ExportOptions, events?: EngineEvents, write: FolderWriteOptions = { writer: 'export' }): Promise<string> {
-  await initBackend();
   const snapshot = loadAdapter(opts.adapterDir);
   const modelDir = opts.modelDir ?? snapshot.config.baseModel.path;
+  // PEFT LoRA of an architecture the engine cannot hold (Conv1D layers need fan_in_fan_out): the trainer's Python.
+  // The other formats need only the adapter's own files (its factors are inside).
+  if (opts.format === 'peft-lora' && engineCannotHold(modelDir)) {
+    return runTrainerTool('export-peft', { adapterDir: opts.adapterDir, modelDir, outDir: opts.outDir }, null, events, write);
+  }
+  await initBackend();
   const factors = snapshot.factors ?? (() => {
     const ckpt = openCheckpoint(modelDir);
     checkBaseModel(opts.adapterDir, snapshot, checkpointFingerprint(ckpt), modelDir);

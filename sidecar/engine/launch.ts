@@ -11,6 +11,9 @@
  *      to be gone; a trainer that fails (a rank died: torchrun stops the others; a collective that waits
  *      on a dead rank gives up after the trainer's --collective-timeout) rejects with the rank's error.
  *
+ * The launcher's group outlives a sidecar killed outright (SIGKILL: no SIGTERM is sent): the trainer watches
+ * this process (LORAXS_PARENT_PID) and, when it is gone, stops as on SIGTERM, with a checkpoint.
+ *
  * It is a job of the one job runner (engine/jobs.ts, kind `launch`): `loraxs launch` and the sidecar (a
  * config with `compute.backend: torch`) both run it there.
  *
@@ -262,7 +265,10 @@ export async function runLaunch(config: RunConfig, out: OutputCheck, opts: Launc
   events.log(commandLine(p));
   if (signal?.aborted) return { ...launched(p), train: launchTrainResult(config, p.planDir, true, t0) };
 
-  const child = spawn(p.command[0], p.command.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...p.env } });
+  // LORAXS_PARENT_PID: the trainer stops (at a checkpoint) when this process is gone (killed outright, no SIGTERM sent).
+  const child = spawn(p.command[0], p.command.slice(1), {
+    detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...p.env, LORAXS_PARENT_PID: String(process.pid) },
+  });
   const pgid = child.pid;
   let cancelled = false;
   let stopSent = false;
@@ -341,7 +347,11 @@ function launchTrainResult(config: RunConfig, planDir: string, cancelled: boolea
   const steps = records.filter(isStepRecord).at(-1)?.step ?? 0;
   const bestLine = records.filter(isBestRecord).at(-1);
   const best = bestLine ? records.filter(isEvalRecord).filter((r) => r.step === bestLine.step).at(-1) ?? null : null;
-  const adapterParams = plan.adapter.modules.reduce((a, m) => a + m.rank * m.rank, 0);
+  // A model the engine cannot hold: the trainer matched the modules; its saved adapter lists them.
+  let modules: Array<{ rank: number }> = plan.adapter.modules;
+  const saved = path.join(config.output, 'last', 'loraxs_config.json');
+  if (modules.length === 0 && fs.existsSync(saved)) modules = (JSON.parse(fs.readFileSync(saved, 'utf8')) as { modules: Array<{ rank: number }> }).modules;
+  const adapterParams = modules.reduce((a, m) => a + m.rank * m.rank, 0);
   let headParams = 0;
   const headFile = path.join(planDir, plan.init_adapter ?? 'init_adapter', 'head.safetensors');
   if (fs.existsSync(headFile)) {

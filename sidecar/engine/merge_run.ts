@@ -2,7 +2,8 @@
  * `loraxs merge`: W' = W + (α/r) · U_r R Σ_r V_rᵀ for every adapted module, written with the task head as
  * a new Hugging Face folder that transformers' Auto classes load (weights in the source dtype, sharded
  * beyond 2 GB, tokenizer files copied). Only the adapted weights go through the backend; every other
- * tensor's bytes are copied from the source file as they are stored.
+ * tensor's bytes are copied from the source file as they are stored. A model whose architecture the engine
+ * cannot hold is merged by trainer/adapter_tools.py (engine/trainer_tools.ts).
  */
 import * as path from 'node:path';
 import * as tf from '../backend/tf';
@@ -18,6 +19,8 @@ import { uploadFactors } from '../loraxs/adapted_context';
 import { writeHfModel, configForHead, type HfDtype, type TensorSource } from '../loraxs/hf_model_writer';
 import type { FolderWriteOptions } from '../loraxs/folder_swap';
 import type { EngineEvents } from '../records';
+import { engineCannotHold } from './model_support';
+import { runTrainerTool } from './trainer_tools';
 
 /** Tensors of other task heads that the merged model's task class would not load. */
 function belongsToOtherHead(name: string, task: RunConfig['task']): boolean {
@@ -32,6 +35,8 @@ function belongsToOtherHead(name: string, task: RunConfig['task']): boolean {
  */
 export async function mergeRun(config: RunConfig, adapterDir: string, outDir: string, events?: EngineEvents,
   write: FolderWriteOptions = { writer: 'merge' }): Promise<string> {
+  // An architecture the engine cannot hold (an adapter from `loraxs launch`, factors inside): the trainer's Python merges.
+  if (engineCannotHold(config.model)) return runTrainerTool('merge', { adapterDir, modelDir: config.model, outDir }, config, events, write);
   await initBackend();
   const snapshot = loadAdapter(adapterDir);
   const saved = snapshot.config;

@@ -27,7 +27,7 @@ import { LoraxsError } from '../errors';
 import { Rng } from '../rng';
 import { encodeSafetensors, type TensorToWrite } from '../io/safetensors';
 import { writeFileAtomic } from '../io/atomic_write';
-import { loadTokenizer } from '../io/tokenizer';
+import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
 import { readModelConfig } from '../io/model_config';
 import type { Example } from '../io/examples';
 import { readExamples, runChatTemplate } from '../session/run_data';
@@ -39,6 +39,8 @@ import { seedFor } from '../train/seeds';
 import { warmupStepsFor } from '../train/schedule';
 import { bestMetricOf, higherIsBetter } from '../train/evaluation';
 import { defaultDecays } from '../train/optimizers';
+import { ENGINE_VERSION } from '../loraxs/adapter_set';
+import { engineCannotHold, folderFingerprint, rawModelType } from './model_support';
 import type { EngineEvents } from '../records';
 
 export const PLAN_FORMAT = 'loraxs-run-plan';
@@ -105,6 +107,11 @@ export interface RunPlan {
   metric: { name: string; higher_is_better: boolean };
   /** An adapter folder (relative to the plan folder) with the initial R, head and the factors; null: none. */
   init_adapter: string | null;
+  /**
+   * A model the engine cannot hold (init_adapter null): loraxs_config.json's fields but `modules` and
+   * `factors_sha256`, which the trainer fills once it has matched the targets and computed the factors.
+   */
+  adapter_config: Record<string, unknown> | null;
   train_batches: PlanBatchFile[];
   validation_batches: PlanBatchFile | null;
 }
@@ -160,7 +167,10 @@ export async function writeRunPlan(config: RunConfig, planDir: string, events: E
   }
   const data = config.data;
   if (!data) throw new LoraxsError('the config has no `data` section; training needs data.train', { file: config.file });
-  const tok = loadTokenizer(config.model, readModelConfig(config.model));
+  // A model the engine cannot hold: only its tokenizer is needed here; the trainer finds the modules and factors.
+  const foreign = engineCannotHold(config.model);
+  if (foreign) checkForeignModel(config);
+  const tok = loadTokenizer(config.model, foreign ? undefined : readModelConfig(config.model));
   const train = readExamples(config, data.train, tok);
   if (train.examples.length === 0) throw new LoraxsError('the training data has no rows', { file: data.train });
   const validation = data.validation ? readExamples(config, data.validation, tok, { labelNames: train.labelNames }).examples : null;
@@ -169,24 +179,8 @@ export async function writeRunPlan(config: RunConfig, planDir: string, events: E
   fs.rmSync(planDir, { recursive: true, force: true });
   fs.mkdirSync(path.join(planDir, 'batches'), { recursive: true });
 
-  // The initial adapter and head, exactly as `loraxs train` builds them (factors from the shared cache or SVD).
-  const session = await openModelSession({
-    modelDir: config.model, task: config.task, numLabels, adapter: config.adapter, seed: tc.seed, dropout: tc.dropout, events, tokenizer: tok, configFile: config.file,
-    pairMode: pairModeOf(config), targetScaling: targetScalingOf(config.task, pairModeOf(config), train.examples),
-  });
-  let modules: RunPlan['adapter']['modules'];
-  let head: RunPlan['head'];
-  try {
-    const adapters = session.adapters!;
-    const snap = adapters.snapshot({
-      head: session.head, task: config.task, labelNames: train.labelNames, numLabels, eval: null, modelDir: config.model, chatTemplate: runChatTemplate(config)?.text,
-    }, true);
-    saveAdapter(path.join(planDir, 'init_adapter'), snap);
-    modules = snap.config.modules.map((m) => ({ name: m.name, rank: m.rank, in_features: m.inFeatures, out_features: m.outFeatures }));
-    head = [...session.head.trainable.keys()].map((name) => ({ name, decays: defaultDecays(name) }));
-  } finally {
-    session.dispose();
-  }
+  // The initial adapter and head, exactly as `loraxs train` builds them (none for a model the engine cannot hold).
+  const { modules, head } = foreign ? { modules: [], head: [] } : await writeInitialAdapter(config, planDir, tok, train, numLabels, events);
 
   const n = train.examples.length;
   const trainFiles: PlanBatchFile[] = [];
@@ -209,7 +203,7 @@ export async function writeRunPlan(config: RunConfig, planDir: string, events: E
     version: PLAN_VERSION,
     config_file: config.file,
     model: config.model,
-    model_type: readModelConfig(config.model).modelType,
+    model_type: foreign ? rawModelType(config.model)! : readModelConfig(config.model).modelType,
     task: config.task,
     num_labels: config.task === 'causal-lm' ? null : numLabels,
     label_names: train.labelNames,
@@ -238,10 +232,75 @@ export async function writeRunPlan(config: RunConfig, planDir: string, events: E
       reduction_shards: REDUCTION_SHARDS,
     },
     metric: { name: metric, higher_is_better: higherIsBetter(metric) },
-    init_adapter: 'init_adapter',
+    init_adapter: foreign ? null : 'init_adapter',
+    adapter_config: foreign ? foreignAdapterConfig(config) : null,
     train_batches: trainFiles,
     validation_batches: validationFile,
   };
   writeFileAtomic(path.join(planDir, 'plan.json'), JSON.stringify(plan, null, 1) + '\n');
   return { planDir, plan };
+}
+
+/** init_adapter/: R, head and factors as openModelSession builds them (factors from the shared cache or SVD). */
+async function writeInitialAdapter(config: RunConfig, planDir: string, tok: TextTokenizer, train: ReturnType<typeof readExamples>, numLabels: number,
+  events: EngineEvents): Promise<{ modules: RunPlan['adapter']['modules']; head: RunPlan['head'] }> {
+  const tc = config.training;
+  const session = await openModelSession({
+    modelDir: config.model, task: config.task, numLabels, adapter: config.adapter, seed: tc.seed, dropout: tc.dropout, events, tokenizer: tok, configFile: config.file,
+    pairMode: pairModeOf(config), targetScaling: targetScalingOf(config.task, pairModeOf(config), train.examples),
+  });
+  try {
+    const snap = session.adapters!.snapshot({
+      head: session.head, task: config.task, labelNames: train.labelNames, numLabels, eval: null, modelDir: config.model, chatTemplate: runChatTemplate(config)?.text,
+    }, true);
+    saveAdapter(path.join(planDir, 'init_adapter'), snap);
+    return {
+      modules: snap.config.modules.map((m) => ({ name: m.name, rank: m.rank, in_features: m.inFeatures, out_features: m.outFeatures })),
+      head: [...session.head.trainable.keys()].map((name) => ({ name, decays: defaultDecays(name) })),
+    };
+  } finally {
+    session.dispose();
+  }
+}
+
+/** What the trainer supports for a model the engine cannot hold (a one-line error otherwise). */
+function checkForeignModel(config: RunConfig): void {
+  const type = rawModelType(config.model);
+  const at = (detail: string) => ({ file: config.file, detail });
+  if (config.task !== 'causal-lm') {
+    throw new LoraxsError(`model_type '${type}' is not one the engine holds; loraxs launch trains it as task: causal-lm only (its ${config.task} head would have no engine initialisation)`, at('task'));
+  }
+  if (config.adapter.init !== 'svd' && config.adapter.init !== 'svd-no-sigma') {
+    throw new LoraxsError(`adapter.init '${config.adapter.init}' is not available for model_type '${type}' (the trainer computes svd or svd-no-sigma factors)`, at('adapter.init'));
+  }
+  if (config.adapter.targets.length === 0) {
+    throw new LoraxsError(`adapter.targets: model_type '${type}' has no default targets; name the linear layers to adapt (e.g. c_attn for GPT-2)`, at('adapter.targets'));
+  }
+}
+
+/** loraxs_config.json of the trained adapter (sidecar/loraxs/adapter_files.ts) but its modules and factor checksum. */
+function foreignAdapterConfig(config: RunConfig): Record<string, unknown> {
+  const a = config.adapter;
+  return {
+    format: 'loraxs-adapter',
+    format_version: 1,
+    engine_version: ENGINE_VERSION,
+    base_model: {
+      path: config.model, fingerprint: folderFingerprint(config.model),
+      ...(config.hubModel?.commit !== undefined ? { hub_id: config.hubModel.id, commit: config.hubModel.commit } : {}),
+    },
+    task: config.task,
+    num_labels: null,
+    id2label: null,
+    rank: a.rank,
+    rank_pattern: a.rankPattern,
+    alpha: a.alpha,
+    init: a.init,
+    init_std: a.initStd,
+    targets: a.targets,
+    svd: { method: a.svd.method, oversamples: a.svd.oversamples, power_iters: a.svd.powerIters },
+    seed: config.training.seed,
+    modules: [],
+    factors_sha256: '',
+  };
 }
