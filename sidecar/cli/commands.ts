@@ -200,11 +200,12 @@ export const COMMANDS: Record<string, CommandSpec> = {
   launch: launchCommand,
   serve: {
     summary: 'serve a base model and the LoRA-XS adapters under a folder over HTTP (OpenAI-compatible), mixing adapters in one batch',
-    usage: '--model DIR|ID --adapters DIR [--port 8000] [--host 127.0.0.1] [--api-key KEY] [--memory-budget GB] [--chat-template FILE] [--batch-window-ms MS] [--max-batch N]',
+    usage: '(--model DIR|ID --adapters DIR | --config FILE) [--port 8000] [--host 127.0.0.1] [--api-key KEY] [--memory-budget GB] [--chat-template FILE] [--batch-window-ms MS] [--max-batch N]',
     positionals: 0,
     options: {
       model: { type: 'string', valueName: 'dir', help: 'the base model folder, or a Hugging Face hub id org/name' },
       adapters: { type: 'string', valueName: 'dir', help: 'folder whose sub-folders are adapters (loaded on first use; requests name them)' },
+      config: { type: 'string', valueName: 'file', help: 'a *.loraxs.yaml: its model, and the folder holding its output folder as --adapters (what VS Code\'s Serve Adapters runs)' },
       port: { type: 'string', valueName: 'N', help: 'TCP port (default 8000; 0 picks a free one)' },
       host: { type: 'string', valueName: 'addr', help: 'address to bind (default 127.0.0.1: this machine only)' },
       'api-key': { type: 'string', valueName: 'key', help: 'require Authorization: Bearer KEY on every request but /health (default: $LORAXS_API_KEY, else none)' },
@@ -220,8 +221,11 @@ export const COMMANDS: Record<string, CommandSpec> = {
         if (x.trim() === '' || !ok(Number(x))) throw new LoraxsError(`--${key} must be ${what}, got '${x}'`);
         return Number(x);
       };
+      const configFile = str(v, 'config');
+      const config = configFile ? await resolveModelSource(loadConfig(configFile, { requireTraining: false }), { events: stderrEvents() }) : null;
       await runServer({
-        model: required(v, 'model'), adaptersDir: required(v, 'adapters'),
+        model: str(v, 'model') ?? config?.model ?? required(v, 'model'),
+        adaptersDir: str(v, 'adapters') ?? (config ? path.dirname(config.output) : required(v, 'adapters')),
         port: num('port', (n) => Number.isInteger(n) && n >= 0 && n < 65536, 'an integer 0..65535') ?? 8000,
         host: str(v, 'host') ?? '127.0.0.1',
         apiKey: str(v, 'api-key') ?? (process.env.LORAXS_API_KEY || undefined),

@@ -74,6 +74,7 @@ export function registerAdminRoutes(app: FastifyInstance, state: ServeState): vo
       activeSequences: state.generation.activeCount,
       queuedRequests: state.generation.queuedCount + state.classify.queuedCount,
       tensors: tf.memory().numTensors,
+      backendBytes: tf.memory().numBytes,
       adapterLoads: state.registry.loads,
       adapterEvictions: state.registry.evictions,
     });

@@ -11,6 +11,7 @@ export interface Gauges {
   activeSequences: number;
   queuedRequests: number;
   tensors: number;
+  backendBytes: number;
   adapterLoads: number;
   adapterEvictions: number;
 }
@@ -74,6 +75,7 @@ export class ServeMetrics {
       ...gauge('loraxs_active_sequences', 'Sequences being generated.', g.activeSequences),
       ...gauge('loraxs_queued_requests', 'Requests waiting to join the batch.', g.queuedRequests),
       ...gauge('loraxs_tensors', 'Tensors allocated on the backend.', g.tensors),
+      ...gauge('loraxs_backend_bytes', 'Bytes of all tensors on the backend (base model included).', g.backendBytes),
       ...counter('loraxs_adapter_loads_total', 'Adapters loaded from disk.', g.adapterLoads),
       ...counter('loraxs_adapter_evictions_total', 'Adapters evicted to stay under the memory budget.', g.adapterEvictions),
       '',
