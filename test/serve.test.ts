@@ -136,6 +136,11 @@ output: out-${seed}
   const bytes = fs.readFileSync(rFile);
   bytes[bytes.length - 1] ^= 0xff;
   fs.writeFileSync(rFile, bytes);
+  // An adapter saved before adapter.factor_seed existed: no factor_seed, its factors drawn with its seed.
+  fs.cpSync(path.join(adapters, 'seed0'), path.join(adapters, 'legacy'), { recursive: true });
+  const legacyConfig = path.join(adapters, 'legacy', 'loraxs_config.json');
+  const { factor_seed: _dropped, ...legacy } = JSON.parse(fs.readFileSync(legacyConfig, 'utf8'));
+  fs.writeFileSync(legacyConfig, JSON.stringify(legacy, null, 2));
   const names = ['seed0', 'seed1', 'wide', 'chatty'];
   const merged = new Map<string, string>();
   for (const name of names) {
@@ -152,7 +157,7 @@ output: out-${seed}
     const auth = { authorization: 'Bearer sekret' };
 
     const models = await client.models.list();
-    assert.deepEqual(models.data.map((m) => m.id).sort(), ['broken', 'chatty', 'seed0', 'seed1', 'stories260k', 'wide'].sort());
+    assert.deepEqual(models.data.map((m) => m.id).sort(), ['broken', 'chatty', 'legacy', 'seed0', 'seed1', 'stories260k', 'wide'].sort());
 
     for (const name of names) assert.equal((await post(`${server.url}/v1/adapters`, { name }, auth)).status, 200);
     // One mixed batch: every adapter and the base at once, greedy, with top-5 log-probabilities.
@@ -274,6 +279,8 @@ output: out-${seed}
     assert.equal(loaded.body.loaded, true);
     assert.equal(loaded.body.adapter.factors_sha256, a0.config.factorsSha256);
 
+    const legacyOut = await client.completions.create({ model: 'legacy', prompt, max_tokens: 24, temperature: 0 });
+    assert.equal(legacyOut.choices[0].text, results[all.indexOf('seed0')].choices[0].text, 'an adapter without factor_seed loads (factors from its seed)');
     const again = await client.completions.create({ model: 'wide', prompt, max_tokens: 24, temperature: 0 });
     assert.equal(again.choices[0].text, greedyWide, 'still serving, and a reloaded adapter gives the same text');
     assert.equal((await json(`${server.url}/health`)).status, 200);
