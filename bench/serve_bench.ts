@@ -13,7 +13,8 @@
  * 5. A soak at moderate load with a budget that forces eviction: failed requests, tensor count and
  *    resident adapters before and after.
  * LORAXS_SERVE_BENCH_SECONDS sets each autocannon run's length (default 10), LORAXS_SERVE_SOAK_SECONDS the
- * soak's (default 60).
+ * soak's (default 60), LORAXS_SERVE_BENCH_PARTS which parts run (`memory,throughput`, the default: both;
+ * throughput includes cold load, latency and the soak).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -210,21 +211,30 @@ async function throughputPart(results: Record<string, unknown>): Promise<void> {
 
     const variants: Array<{ name: string; url: string; models: string[] }> = [
       { name: 'one adapter merged into W', url: merged.url, models: ['merged-a0000'] },
+      { name: 'base model, no adapter (same server as the mixes)', url: mixed.url, models: ['stories260k'] },
       { name: '64 distinct adapters', url: mixed.url, models: names.slice(0, 64) },
       { name: '1,024 distinct adapters', url: mixed.url, models: names },
     ];
     const connections = 16;
     const tp: Record<string, number[]> = {};
+    const tokps: Record<string, number[]> = {};
     for (let round = 0; round < 2; round++) {
       for (const v of variants) {
+        const before = await metric(v.url, 'loraxs_completion_tokens_total');
         const r = await load(v.url, v.models, connections, SECONDS);
+        const tokens = (await metric(v.url, 'loraxs_completion_tokens_total')) - before;
         (tp[v.name] ??= []).push(r.requests.total / SECONDS);
-        log(`round ${round + 1} ${v.name}: ${(r.requests.total / SECONDS).toFixed(2)} req/s (${r.errors} errors, ${r.non2xx} non-2xx), p50 ${r.latency.p50} ms`);
+        (tokps[v.name] ??= []).push(tokens / SECONDS);
+        log(`round ${round + 1} ${v.name}: ${(r.requests.total / SECONDS).toFixed(2)} req/s, ${(tokens / SECONDS).toFixed(1)} tokens/s (${r.errors} errors, ${r.non2xx} non-2xx), p50 ${r.latency.p50} ms`);
       }
     }
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const baseTp = mean(tp['one adapter merged into W']);
-    results.throughput = Object.entries(tp).map(([name, xs]) => ({ variant: name, req_per_s: mean(xs), rounds: xs, ratio_to_merged: mean(xs) / baseTp, connections, seconds: SECONDS, tokens_per_request: TOKENS }));
+    const baseTok = mean(tokps['one adapter merged into W']);
+    results.throughput = Object.entries(tp).map(([name, xs]) => ({
+      variant: name, req_per_s: mean(xs), rounds: xs, ratio_to_merged: mean(xs) / baseTp,
+      tokens_per_s: mean(tokps[name]), tokens_ratio_to_merged: mean(tokps[name]) / baseTok, connections, seconds: SECONDS, max_tokens: TOKENS,
+    }));
     results.batch_rows_mean = (await metric(mixed.url, 'loraxs_batch_rows_sum')) / (await metric(mixed.url, 'loraxs_batch_rows_count'));
 
     const latency: unknown[] = [];
@@ -239,6 +249,7 @@ async function throughputPart(results: Record<string, unknown>): Promise<void> {
     await mixed.stop();
   }
 
+  if (SOAK_SECONDS <= 0) return;
   // Soak: moderate load over all 1,024 adapters with a budget for about 200 of them (eviction all along).
   const snap = loadAdapter(path.join(dir, 'a0000'));
   const perAdapter = 4 * snap.config.modules.reduce((s, x) => s + x.rank * x.rank, 0);
@@ -270,8 +281,9 @@ async function main(): Promise<void> {
   if (!fs.existsSync(path.join(repoRoot, 'dist', 'cli.js'))) throw new Error('dist/cli.js is missing: run `npm run build` first');
   const backend = await initBackend();
   const results: Record<string, unknown> = { machine: machineInfo(), backend: backend.name };
-  await memoryPart(results);
-  await throughputPart(results);
+  const parts = (process.env.LORAXS_SERVE_BENCH_PARTS ?? 'memory,throughput').split(',');
+  if (parts.includes('memory')) await memoryPart(results);
+  if (parts.includes('throughput')) await throughputPart(results);
   writePart('serve', results);
   process.stdout.write(JSON.stringify(results, null, 2) + '\n');
 }

@@ -113,7 +113,13 @@ export class ClassifyBatcher {
         inputIds: tf.tensor2d(idData, [n, T], 'int32'), attentionMask: tf.tensor2d(maskData, [n, T], 'int32'),
         ...(this.base.ckpt.config.kind === 'encoder' ? { tokenTypeIds: tf.tensor2d(typeData, [n, T], 'int32') } : {}),
       };
-      const hidden = this.base.backbone.forward(inputs, mixedContext(this.base.weights, rowAdapters)); // (n, T, H)
+      const backboneCtx = mixedContext(this.base.weights, rowAdapters);
+      let hidden: tf.Tensor3D;
+      try {
+        hidden = this.base.backbone.forward(inputs, backboneCtx); // (n, T, H)
+      } finally {
+        backboneCtx.dispose();
+      }
       // Each adapter's head on its own rows.
       const out: Float32Array[] = new Array(n);
       const byAdapter = new Map<ResidentAdapter, number[]>();
@@ -128,7 +134,12 @@ export class ClassifyBatcher {
         const pick = <T extends tf.Tensor>(t: T): T => tf.gather(t, index) as T;
         const sub = { inputIds: pick(inputs.inputIds), attentionMask: pick(inputs.attentionMask), ...(inputs.tokenTypeIds ? { tokenTypeIds: pick(inputs.tokenTypeIds) } : {}) };
         const ctx = mixedContext(this.base.weights, rowsOf.map(() => adapter), adapter.head!.trainable as Map<string, tf.Tensor>);
-        let y = adapter.head!.apply(pick(hidden as tf.Tensor3D), sub, ctx); // (rows, numLabels)
+        let y: tf.Tensor;
+        try {
+          y = adapter.head!.apply(pick(hidden), sub, ctx); // (rows, numLabels)
+        } finally {
+          ctx.dispose();
+        }
         if (adapter.config.task === 'classification') y = tf.softmax(y);
         const values = y.dataSync() as Float32Array;
         const k = y.shape[1] ?? 1;

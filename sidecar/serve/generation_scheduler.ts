@@ -127,7 +127,12 @@ export class GenerationScheduler {
     for (const s of seqs) for (let i = 0; i < s.pending.length; i++) rowOfToken.push(s.req.adapter);
     this.metrics.batch(seqs.length, new Set(seqs.map((s) => s.req.adapter)).size);
     const ctx = mixedContext(this.base.weights, rowOfToken);
-    const logits = this.base.decoder!.step(seqs.map((s) => ({ ids: s.pending, cache: s.cache })), ctx);
+    let logits;
+    try {
+      logits = this.base.decoder!.step(seqs.map((s) => ({ ids: s.pending, cache: s.cache })), ctx);
+    } finally {
+      ctx.dispose();
+    }
     const V = logits.shape[1];
     const data = logits.dataSync() as Float32Array;
     logits.dispose();

@@ -25,6 +25,8 @@ export interface RowAdapter {
 export interface MixedContext extends ForwardContext {
   /** The same adapters for another row layout (e.g. only each sequence's last token, for the head). */
   withRows(rowAdapters: ReadonlyArray<RowAdapter | null>): MixedContext;
+  /** Frees what the context keeps between linear calls (each factor set's row slots, zero R); call after the pass. */
+  dispose(): void;
 }
 
 /**
@@ -46,6 +48,15 @@ export function mixedContext(weights: Weights, rowAdapters: ReadonlyArray<RowAda
     g.slotOfRow[row] = slot + 1;
   });
 
+  // Kept across the linear calls of one pass (every module of a factor set gathers with the same slots).
+  const kept = new Map<string, tf.Tensor>();
+  const keep = (key: string, make: () => tf.Tensor): tf.Tensor => {
+    let t = kept.get(key);
+    if (!t) kept.set(key, (t = tf.keep(make())));
+    return t;
+  };
+  const sets = [...groups.keys()];
+
   return {
     training: false,
     linear(name: string, x: tf.Tensor): tf.Tensor {
@@ -61,15 +72,21 @@ export function mixedContext(weights: Weights, rowAdapters: ReadonlyArray<RowAda
         const n = x2.shape[0];
         assert(n % rowAdapters.length === 0, () => `mixed batch: ${n} rows for ${rowAdapters.length} row adapters`);
         const per = n / rowAdapters.length;
-        let y: tf.Tensor2D = linearForward(x2, weight, bias) as tf.Tensor2D; // (N, out)
+        assert(weight.shape[1] === inFeatures, () => `linear ${name}: input has ${inFeatures} features, weight is [${weight.shape.join(', ')}]`);
+        let y: tf.Tensor2D = tf.matMul(x2, weight as tf.Tensor2D, false, true); // (N, out)
+        if (bias) y = tf.add(y, bias);
         for (const [set, g] of adapted) {
           const f = set.modules.get(name)!;
           const r = f.rank;
           // Slot 0: zeros (rows outside this factor set); slots 1..: this set's adapters in the batch.
-          const stack = tf.stack([tf.zeros([r, r]), ...g.adapters.map((a) => a.scaledR.get(name)!)]) as tf.Tensor3D; // (M+1, r, r)
-          const slots = new Int32Array(n);
-          for (let i = 0; i < n; i++) slots[i] = g.slotOfRow[Math.floor(i / per)];
-          const Rrows = tf.gather(stack, tf.tensor1d(slots, 'int32')) as tf.Tensor3D; // (N, r, r)
+          const zero = keep(`zero/${r}`, () => tf.zeros([r, r]));
+          const stack = tf.stack([zero, ...g.adapters.map((a) => a.scaledR.get(name)!)]) as tf.Tensor3D; // (M+1, r, r)
+          const slots = keep(`slots/${sets.indexOf(set)}/${n}`, () => {
+            const s = new Int32Array(n);
+            for (let i = 0; i < n; i++) s[i] = g.slotOfRow[Math.floor(i / per)];
+            return tf.tensor1d(s, 'int32');
+          });
+          const Rrows = tf.gather(stack, slots) as tf.Tensor3D; // (N, r, r)
           const xa = tf.reshape(tf.matMul(x2, f.A, false, true), [n, 1, r]) as tf.Tensor3D; // (N, 1, r)
           const xar = tf.reshape(tf.matMul(xa, Rrows, false, true), [n, r]) as tf.Tensor2D; // (N, r): x_i Aᵀ R'_iᵀ
           y = tf.add(y, tf.matMul(xar, f.B, false, true)); // (N, out)
@@ -82,6 +99,10 @@ export function mixedContext(weights: Weights, rowAdapters: ReadonlyArray<RowAda
     },
     withRows(rows) {
       return mixedContext(weights, rows, extra);
+    },
+    dispose() {
+      for (const t of kept.values()) t.dispose();
+      kept.clear();
     },
   };
 }
