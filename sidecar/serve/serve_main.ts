@@ -49,7 +49,14 @@ export async function runServer(o: ServeOptions): Promise<void> {
     startedAt: Date.now(),
   };
   const app = createHttpApp(state, { apiKey: o.apiKey });
-  const address = await app.listen({ port: o.port, host: o.host });
+  let address: string;
+  try {
+    address = await app.listen({ port: o.port, host: o.host });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'EADDRINUSE' ? 'the port is in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such local address' : (e as Error).message;
+    throw new LoraxsError(`cannot listen on ${o.host}:${o.port}: ${why}; choose another --port (0 picks a free one) or --host`);
+  }
   process.stdout.write(`loraxs serve: listening on ${address} (model ${base.names[0]}, adapters ${adaptersDir}${o.apiKey ? ', API key required' : ''})\n`);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
