@@ -194,7 +194,6 @@ output: out-${seed}
           const best = row.indexOf(Math.max(...row));
           assert.equal(id, best, `${model}: token ${j} is the merged model's greedy choice`);
           worst = Math.max(worst, Math.abs(lp.token_logprobs![j] - row[id]));
-          if (process.env.SERVE_DEBUG) console.log(`# ${model} step ${j} chosen ${Math.abs(lp.token_logprobs![j] - row[id]).toExponential(2)} lp ${row[id].toFixed(3)} top ${Object.entries(lp.top_logprobs![j]).map(([t, v]) => `${(v - row[Number(t.replace('token_id:', ''))]).toExponential(1)}@${v.toFixed(2)}`).join(' ')}`);
           for (const [tok, value] of Object.entries(lp.top_logprobs![j])) worst = Math.max(worst, Math.abs(value - row[Number(tok.replace('token_id:', ''))]));
         });
         // The engine's own adapted (unmerged) model on the same tokens, for scale.
@@ -239,6 +238,17 @@ output: out-${seed}
     const raw = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ model: 'seed1', prompt, max_tokens: 4, stream: true }) });
     assert.match(raw.headers.get('content-type') ?? '', /text\/event-stream/);
     assert.match(await raw.text(), /data: \[DONE\]\n\n$/, 'the stream ends with data: [DONE]');
+
+    // A client that goes away mid-stream: its sequence leaves the batch instead of running to max_tokens.
+    const tokensBefore = metricValue(await (await fetch(`${server.url}/metrics`, { headers: auth })).text(), 'loraxs_completion_tokens_total');
+    const abort = new AbortController();
+    const long = await fetch(`${server.url}/v1/completions`, { method: 'POST', signal: abort.signal, headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ model: 'seed1', prompt, max_tokens: 400, temperature: 0, stream: true }) });
+    const reader = long.body!.getReader();
+    await reader.read();
+    abort.abort();
+    let after = '';
+    do after = await (await fetch(`${server.url}/metrics`, { headers: auth })).text(); while (metricValue(after, 'loraxs_active_sequences') > 0);
+    assert.ok(metricValue(after, 'loraxs_completion_tokens_total') - tokensBefore < 400, 'the abandoned sequence stopped before max_tokens');
 
     // Sampling: a seed reproduces a sample; a stop string ends it (cut before the stop).
     const sample = (seed: number) => client.completions.create({ model: 'seed1', prompt, max_tokens: 16, temperature: 1.2, top_p: 0.95, seed });

@@ -26,6 +26,8 @@ export interface GenerationRequest {
   logprobs: number;
   /** Called with new text as it becomes final (stop strings held back until they cannot start). */
   onText?: (delta: string) => void;
+  /** True once the client has gone: the sequence leaves the batch at the next step. */
+  abandoned?: () => boolean;
 }
 
 export interface TokenLogprob {
@@ -122,7 +124,9 @@ export class GenerationScheduler {
   }
 
   private step(): void {
+    for (const s of this.active.filter((x) => x.req.abandoned?.())) this.finish(s, new HttpError(499, 'the client closed the connection'));
     const seqs = [...this.active];
+    if (seqs.length === 0) return;
     const rowOfToken: Array<RowAdapter | null> = [];
     for (const s of seqs) for (let i = 0; i < s.pending.length; i++) rowOfToken.push(s.req.adapter);
     this.metrics.batch(seqs.length, new Set(seqs.map((s) => s.req.adapter)).size);

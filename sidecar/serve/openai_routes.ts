@@ -105,6 +105,10 @@ export function registerOpenAiRoutes(app: FastifyInstance, state: ServeState): v
   /** Runs a generation, sending SSE chunks when streaming; the error of a failed stream goes out as an event. */
   async function generate(reply: FastifyReply, req: GenerationRequest, stream: boolean, chunk: (delta: string | null, finish: string | null) => unknown,
     done: (r: GenerationResult) => unknown, usageChunk: ((r: GenerationResult) => unknown) | null): Promise<unknown> {
+    // A client that disconnects before the answer frees its batch row at the next step.
+    let gone = false;
+    reply.raw.once('close', () => { gone = !reply.raw.writableFinished; });
+    req.abandoned = () => gone;
     if (!stream) {
       const r = await state.generation.submit(req);
       return done(r);
