@@ -16,7 +16,7 @@ import { createHead, PAIR_OFFSET, type TaskHead } from '../models/heads';
 import { resolveChatTemplate, type ChatTemplate } from '../io/chat_template';
 import { FactorStore } from './factor_store';
 import { HttpError } from './http_error';
-import type { RowAdapter } from './mixed_context';
+import type { PackedR, RowAdapter } from './mixed_context';
 import type { BaseModel } from './base_model';
 
 export interface ResidentAdapter extends RowAdapter {
@@ -116,7 +116,7 @@ export class AdapterRegistry {
 
   private drop(a: ResidentAdapter): void {
     this.resident.delete(a.name);
-    for (const r of a.scaledR.values()) r.dispose();
+    for (const p of a.packedR.values()) p.R.dispose();
     a.head?.dispose();
     this.factors.release(a.factorSet.checksum);
   }
@@ -163,15 +163,17 @@ export class AdapterRegistry {
     } catch (e) {
       return refuse(e);
     }
-    const scaledR = new Map<string, tf.Tensor2D>();
+    const packedR = new Map<number, PackedR>();
     let bytes = 0;
     let head: TaskHead | null = null;
     try {
-      for (const m of c.modules) {
-        const R = snap.R.get(m.name)!;
-        const s = c.alpha / m.rank;
-        scaledR.set(m.name, tf.tensor2d(R.map((v) => Math.fround(v * s)), [m.rank, m.rank]));
-        bytes += 4 * R.length;
+      // (α / r) · R, one (K, r, r) tensor per rank, modules in the adapter's order.
+      for (const rank of [...new Set(c.modules.map((m) => m.rank))]) {
+        const mods = c.modules.filter((m) => m.rank === rank);
+        const data = new Float32Array(mods.length * rank * rank);
+        mods.forEach((m, k) => data.set(snap.R.get(m.name)!.map((v) => Math.fround(v * (c.alpha / rank))), k * rank * rank));
+        packedR.set(rank, { R: tf.tensor3d(data, [mods.length, rank, rank]), index: new Map(mods.map((m, k) => [m.name, k])) });
+        bytes += 4 * data.length;
       }
       if (c.task !== 'causal-lm') {
         const headTensors = new Map([...snap.head].map(([n, t]) => [n, tf.tensor(t.data, t.shape)]));
@@ -183,14 +185,14 @@ export class AdapterRegistry {
         for (const t of snap.head.values()) bytes += 4 * t.data.length;
       }
     } catch (e) {
-      for (const r of scaledR.values()) r.dispose();
+      for (const p of packedR.values()) p.R.dispose();
       this.factors.release(c.factorsSha256);
       return refuse(e);
     }
     this.loads++;
     let template: ChatTemplate | undefined;
     return {
-      name, dir, config: c, factorSet, scaledR, head, labelNames: labelNamesOf(c.id2label), bytes,
+      name, dir, config: c, factorSet, packedR, head, labelNames: labelNamesOf(c.id2label), bytes,
       loadMs: performance.now() - t0, pins: 0,
       chatTemplate: () => (template ??= resolveChatTemplate({ modelDir: this.base.dir, adapterDir: dir })),
     };

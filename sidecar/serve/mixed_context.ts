@@ -5,8 +5,9 @@
  *   y_i = x_i Wᵀ + b + ((x_i Aᵀ) R'_iᵀ) Bᵀ,     R'_i = (α_i / r) · R_i of row i's adapter
  *
  * with W, A and B shared by every row: one product with W for the whole batch, one thin product with A and
- * with B per factor set, and a batched r × r product with each row's R' gathered from a per-step stack
- * (slot 0 is a zero R for rows of the base model or of adapters of another factor set). No merged W and no
+ * with B per factor set, and a batched r × r product with each row's R'. Each adapter keeps its R' of all
+ * modules of one rank in one tensor; once per pass they are stacked and gathered by row (slot 0 is a zero
+ * R for rows of the base model or of adapters of another factor set), and each module slices its R'. No merged W and no
  * per-adapter copy of W is ever formed.
  */
 import * as tf from '../backend/tf';
@@ -15,11 +16,19 @@ import { linearForward } from '../models/plain_context';
 import type { ForwardContext, Weights } from '../models/types';
 import type { FactorSet } from './factor_store';
 
-/** What a row needs: its adapter's factor set and scaled R per module (null: the base model). */
+/** An adapter's (α / r) · R of every module of one rank, stacked in module order: one tensor per rank. */
+export interface PackedR {
+  /** (K, r, r) */
+  R: tf.Tensor3D;
+  /** Module name -> its index k in R (the same for every adapter of a factor set: the checksum covers the module list). */
+  index: Map<string, number>;
+}
+
+/** What a row needs: its adapter's factor set and scaled R (null: the base model). */
 export interface RowAdapter {
   factorSet: FactorSet;
-  /** (r, r) per module: (α / r) · R */
-  scaledR: Map<string, tf.Tensor2D>;
+  /** Per rank. */
+  packedR: Map<number, PackedR>;
 }
 
 export interface MixedContext extends ForwardContext {
@@ -78,15 +87,18 @@ export function mixedContext(weights: Weights, rowAdapters: ReadonlyArray<RowAda
         for (const [set, g] of adapted) {
           const f = set.modules.get(name)!;
           const r = f.rank;
-          // Slot 0: zeros (rows outside this factor set); slots 1..: this set's adapters in the batch.
-          const zero = keep(`zero/${r}`, () => tf.zeros([r, r]));
-          const stack = tf.stack([zero, ...g.adapters.map((a) => a.scaledR.get(name)!)]) as tf.Tensor3D; // (M+1, r, r)
-          const slots = keep(`slots/${sets.indexOf(set)}/${n}`, () => {
+          const packed = g.adapters[0].packedR.get(r)!;
+          const k = packed.index.get(name)!;
+          const K = packed.R.shape[0];
+          // Once per pass and rank: every row's R of every module, gathered from the batch's adapters
+          // (slot 0: zeros, for rows outside this factor set; slots 1..: this set's adapters).
+          const rows = keep(`rows/${sets.indexOf(set)}/${r}/${n}`, () => {
+            const stack = tf.stack([tf.zeros([K, r, r]), ...g.adapters.map((a) => a.packedR.get(r)!.R)]); // (M+1, K, r, r)
             const s = new Int32Array(n);
             for (let i = 0; i < n; i++) s[i] = g.slotOfRow[Math.floor(i / per)];
-            return tf.tensor1d(s, 'int32');
+            return tf.gather(stack, tf.tensor1d(s, 'int32')); // (N, K, r, r)
           });
-          const Rrows = tf.gather(stack, slots) as tf.Tensor3D; // (N, r, r)
+          const Rrows = tf.reshape(tf.slice(rows, [0, k, 0, 0], [n, 1, r, r]), [n, r, r]) as tf.Tensor3D; // (N, r, r)
           const xa = tf.reshape(tf.matMul(x2, f.A, false, true), [n, 1, r]) as tf.Tensor3D; // (N, 1, r)
           const xar = tf.reshape(tf.matMul(xa, Rrows, false, true), [n, r]) as tf.Tensor2D; // (N, r): x_i Aᵀ R'_iᵀ
           y = tf.add(y, tf.matMul(xar, f.B, false, true)); // (N, out)
