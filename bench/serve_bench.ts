@@ -263,8 +263,9 @@ async function throughputPart(results: Record<string, unknown>): Promise<void> {
     const r = await load(soak.url, names, 4, SOAK_SECONDS);
     const tensorsAfter = await metric(soak.url, 'loraxs_tensors');
     const resident = await metric(soak.url, 'loraxs_resident_adapters');
-    // Each resident adapter holds one R tensor per module: growth beyond that would be a leak.
-    const unexplained = tensorsAfter - tensorsBefore - (resident - residentBefore) * snap.config.modules.length;
+    // Each resident adapter holds one R tensor per distinct rank: growth beyond that would be a leak.
+    const perAdapterTensors = new Set(snap.config.modules.map((x) => x.rank)).size;
+    const unexplained = tensorsAfter - tensorsBefore - (resident - residentBefore) * perAdapterTensors;
     const evictions = await metric(soak.url, 'loraxs_adapter_evictions_total');
     results.soak = {
       seconds: SOAK_SECONDS, connections: 4, requests: r.requests.total, failed: r.errors + r.non2xx + r.timeouts, tensors_before: tensorsBefore,
