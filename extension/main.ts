@@ -7,6 +7,7 @@ import * as vscode from 'vscode';
 import { SidecarClient } from './client';
 import { commandTable } from './commands';
 import { registerNativeSetup } from './native_setup';
+import { registerServeCommands } from './serve_command';
 import { registerTrainingPanelSerializer } from './panels/training_panel';
 import { registerAnalysisPanelSerializer } from './panels/analysis_panel';
 
@@ -24,6 +25,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<Loraxs
     context.subscriptions.push(vscode.commands.registerCommand(id, handler));
   }
   context.subscriptions.push(registerNativeSetup(context, (line) => client?.log(line)));
+  context.subscriptions.push(registerServeCommands(context, (line) => client?.log(line)));
   context.subscriptions.push(registerTrainingPanelSerializer(context.extensionUri, client));
   context.subscriptions.push(registerAnalysisPanelSerializer(context.extensionUri, client));
   client.start().catch((e: Error) => client?.log(`[client] the sidecar did not start: ${e.message}`));

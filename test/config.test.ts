@@ -92,6 +92,7 @@ test('the issue example parses with every value kept and paths resolved against 
       init: 'svd',
       initStd: 1e-5,
       svd: { method: 'randomized', oversamples: 10, powerIters: 7 },
+      factorSeed: 0,
     },
     training: {
       epochs: 20, batchSize: 32, gradAccumSteps: 1, optimizer: 'adamw', lr: 1e-3, headLr: 1e-3,

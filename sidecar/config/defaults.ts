@@ -34,6 +34,7 @@ export const ADAPTER_DEFAULTS: Readonly<Omit<AdapterConfig, 'alpha' | 'targets' 
     rank: 16,
     init: 'svd',
     initStd: 1e-5,
+    factorSeed: 0,
   });
 
 /** Training defaults except `headLr` (= lr). */

@@ -104,6 +104,7 @@ interface RawConfig {
     targets?: string[];
     init?: InitKind;
     init_std?: number;
+    factor_seed?: number;
     svd?: { method?: 'randomized' | 'exact'; oversamples?: number; power_iters?: number };
   };
   training?: {
@@ -601,6 +602,7 @@ function buildConfig(
       targets,
       init,
       initStd: a.init_std ?? ADAPTER_DEFAULTS.initStd,
+      factorSeed: a.factor_seed ?? ADAPTER_DEFAULTS.factorSeed,
       svd: {
         method: a.svd?.method ?? SVD_DEFAULTS.method,
         oversamples: a.svd?.oversamples ?? SVD_DEFAULTS.oversamples,

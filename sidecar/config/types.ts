@@ -42,6 +42,11 @@ export interface AdapterConfig {
   init: InitKind; // default svd
   initStd: number; // default 1e-5
   svd: SvdConfig;
+  /**
+   * Seed of the frozen factors' random draws (randomized SVD, random inits), independent of training.seed so
+   * adapters of one base, rank, init and SVD settings share factors (default 0).
+   */
+  factorSeed?: number;
 }
 
 export interface TrainingConfig {

@@ -8,7 +8,7 @@
  *   head.safetensors      the task head's trainable tensors by canonical name (absent for causal LM)
  *   factors.safetensors   optional: the frozen factors `<module>.A` (r, in), `<module>.B` (out, r),
  *                         `<module>.sigma` (r) (written by `export --format loraxs-factors`)
- *   loraxs_config.json    rank(s), alpha, init, init_std, targets, SVD settings, seed, engine version,
+ *   loraxs_config.json    rank(s), alpha, init, init_std, targets, SVD settings, seed, factor seed, engine version,
  *                         base model path and fingerprint, task, labels, the module list, the factors'
  *                         checksum, and the sha256 of each tensor file
  *
@@ -58,6 +58,8 @@ export interface LoraxsAdapterConfig {
   targets: string[];
   svd: SvdConfig;
   seed: number;
+  /** The factors' seed (`adapter.factor_seed`); absent in adapters saved before it existed, whose factors used `seed`. */
+  factorSeed?: number;
   /** The adapted modules in model order (the order of every per-module list in the folder). */
   modules: AdapterModuleEntry[];
   /** factorsChecksum(modules, factors): binds the adapter to the factors it was trained with. */
@@ -179,6 +181,7 @@ function configToJson(c: LoraxsAdapterConfig, files: Record<string, string>): Re
     targets: c.targets,
     svd: { method: c.svd.method, oversamples: c.svd.oversamples, power_iters: c.svd.powerIters },
     seed: c.seed,
+    ...(c.factorSeed !== undefined ? { factor_seed: c.factorSeed } : {}),
     modules: c.modules.map((m) => ({ name: m.name, rank: m.rank, out_features: m.outFeatures, in_features: m.inFeatures })),
     factors_sha256: c.factorsSha256,
     files,
@@ -301,6 +304,7 @@ export function readAdapterConfig(dir: string): { config: LoraxsAdapterConfig; f
     targets: o.targets as string[],
     svd: { method: method as SvdConfig['method'], oversamples: j.num(svd, 'oversamples', 'svd.oversamples', true), powerIters: j.num(svd, 'power_iters', 'svd.power_iters', true) },
     seed: j.num(o, 'seed', 'seed', true),
+    ...(o.factor_seed !== undefined ? { factorSeed: j.num(o, 'factor_seed', 'factor_seed', true) } : {}),
     modules,
     factorsSha256: j.str(o, 'factors_sha256', 'factors_sha256'),
   };

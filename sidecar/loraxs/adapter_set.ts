@@ -15,7 +15,7 @@ import { initR, moduleRng, type Factors } from './init';
 import { createAdaptedModule, disposeAdaptedModule, adaptedContext, type AdaptedModule, type AdaptedContextOptions } from './adapted_context';
 import { factorsChecksum } from './factor_checksum';
 import { loadAdapter, saveAdapter, type AdapterSnapshot, type LoraxsAdapterConfig, type HeadTensor } from './adapter_files';
-import { factorsFor, adapterFactors, checkBaseModel } from './factor_cache';
+import { factorsFor, adapterFactors, checkBaseModel, factorSeedOf } from './factor_cache';
 import type { EngineEvents, EvalRecord } from '../records';
 import { snapshotOf } from '../hub/cache_layout';
 
@@ -66,7 +66,7 @@ export interface BuildAdaptersOptions {
 
 /** The AdapterConfig a saved adapter was trained with. */
 export function adapterConfigOf(saved: LoraxsAdapterConfig): AdapterConfig {
-  return { rank: saved.rank, rankPattern: saved.rankPattern, alpha: saved.alpha, targets: saved.targets, init: saved.init, initStd: saved.initStd, svd: saved.svd };
+  return { rank: saved.rank, rankPattern: saved.rankPattern, alpha: saved.alpha, targets: saved.targets, init: saved.init, initStd: saved.initStd, svd: saved.svd, factorSeed: factorSeedOf(saved) };
 }
 
 /** The hub id and commit of a model folder in the Hugging Face cache (a snapshot folder), recorded with the adapter. */
@@ -91,6 +91,9 @@ export function buildAdapters(opts: BuildAdaptersOptions): AdapterSet {
   const config = snapshot ? adapterConfigOf(snapshot.config) : opts.config;
   if (!config) throw new Error('internal error: buildAdapters needs an adapter config or a saved adapter');
   const seed = snapshot ? snapshot.config.seed : opts.seed;
+  // The factors' seed is the adapter's own (adapter.factor_seed), not the training seed: adapters of one
+  // base model, rank, init and SVD settings then share their factors.
+  const factorSeed = snapshot ? factorSeedOf(snapshot.config) : (config.factorSeed ?? 0);
   const targets = resolveTargets(backbone.linearModules(), config.targets, config.rank, config.rankPattern,
     opts.configFile ? { file: opts.configFile } : undefined);
   if (snapshot) {
@@ -106,7 +109,7 @@ export function buildAdapters(opts: BuildAdaptersOptions): AdapterSet {
   const factors = snapshot
     ? adapterFactors(opts.adapterDir!, snapshot, backbone.weights, { onModule })
     : factorsFor(targets.map((t) => ({ name: t.module.name, rank: t.rank })), backbone.weights,
-      { fingerprint: opts.fingerprint, init: config.init, svd: config.svd, seed }, { onModule });
+      { fingerprint: opts.fingerprint, init: config.init, svd: config.svd, seed: factorSeed }, { onModule });
   const factorsSha256 = factorsChecksum(targets.map((t) => t.module.name), factors);
   const modules = new Map<string, AdaptedModule>();
   for (const t of targets) {
@@ -140,6 +143,7 @@ export function buildAdapters(opts: BuildAdaptersOptions): AdapterSet {
         targets: config.targets,
         svd: config.svd,
         seed,
+        factorSeed,
         modules: targets.map((t) => ({ name: t.module.name, rank: t.rank, outFeatures: t.module.outFeatures, inFeatures: t.module.inFeatures })),
         factorsSha256,
       },

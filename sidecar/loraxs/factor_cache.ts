@@ -20,13 +20,14 @@ import type { Weights } from '../models/types';
 import { readSafetensorsHeader, readTensorFloat32, writeSafetensors } from '../io/safetensors';
 import { computeFactors, moduleRng, type Factors } from './init';
 import { factorsChecksum } from './factor_checksum';
-import { CONFIG_FILE, type AdapterSnapshot } from './adapter_files';
+import { CONFIG_FILE, type AdapterSnapshot, type LoraxsAdapterConfig } from './adapter_files';
 
 export interface FactorRecipe {
   /** The base model's fingerprint (checkpointFingerprint). */
   fingerprint: string;
   init: InitKind;
   svd: SvdConfig;
+  /** adapter.factor_seed (training.seed for adapters saved before it existed). */
   seed: number;
 }
 
@@ -119,6 +120,11 @@ export function factorsFor(
   return out;
 }
 
+/** The seed an adapter's factors were drawn with: `factor_seed`, or `seed` for adapters saved before factor_seed existed. */
+export function factorSeedOf(c: LoraxsAdapterConfig): number {
+  return c.factorSeed ?? c.seed;
+}
+
 /** Refuses an adapter trained on another base model. */
 export function checkBaseModel(adapterDir: string, snap: AdapterSnapshot, fingerprint: string, modelDir: string): void {
   if (snap.config.baseModel.fingerprint !== fingerprint) {
@@ -136,7 +142,7 @@ export function checkBaseModel(adapterDir: string, snap: AdapterSnapshot, finger
 export function adapterFactors(adapterDir: string, snap: AdapterSnapshot, weights: Weights, opts: FactorsForOptions = {}): Map<string, Factors> {
   if (snap.factors) return snap.factors;
   const c = snap.config;
-  const factors = factorsFor(c.modules, weights, { fingerprint: c.baseModel.fingerprint, init: c.init, svd: c.svd, seed: c.seed }, opts);
+  const factors = factorsFor(c.modules, weights, { fingerprint: c.baseModel.fingerprint, init: c.init, svd: c.svd, seed: factorSeedOf(c) }, opts);
   const sum = factorsChecksum(c.modules.map((m) => m.name), factors);
   if (sum !== c.factorsSha256) {
     throw new LoraxsError(
