@@ -10,7 +10,7 @@
 import * as tf from '../backend/tf';
 import { assert } from '../errors';
 import { Rng } from '../rng';
-import { linearForward } from '../models/plain_context';
+import { linearForward, trainableExtras } from '../models/plain_context';
 import type { ForwardContext, Weights } from '../models/types';
 import type { Factors } from './init';
 
@@ -34,6 +34,8 @@ export interface AdaptedContextOptions {
   rng?: Rng;
   /** More tensors by name (e.g. a head's variables), looked up before the base weights. */
   extra?: Map<string, tf.Tensor>;
+  /** Recompute each block's activations in the backward pass (models/checkpointed_block.ts). */
+  gradientCheckpointing?: boolean;
 }
 
 /** A module's frozen factors on the backend, with its scale α / r (what training and merging share). */
@@ -96,6 +98,7 @@ export function adaptedContext(weights: Weights, adapters: Map<string, AdaptedMo
   const lookup = (name: string): tf.Tensor | undefined => opts.extra?.get(name) ?? weights.get(name);
   return {
     training: opts.training,
+    gradientCheckpointing: opts.gradientCheckpointing,
     linear(name: string, x: tf.Tensor): tf.Tensor {
       const weight = lookup(`${name}.weight`);
       assert(weight, () => `linear layer "${name}" has no weight "${name}.weight"`);
@@ -106,6 +109,11 @@ export function adaptedContext(weights: Weights, adapters: Map<string, AdaptedMo
     dropout(x: tf.Tensor, rate: number): tf.Tensor {
       if (!opts.training || rate <= 0) return x;
       return tf.dropout(x, rate, undefined, rng.seed());
+    },
+    nextDropoutSeed: () => rng.seed(),
+    trainableOf(moduleNames: string[]): tf.Variable[] {
+      const rs = moduleNames.map((n) => adapters.get(n)?.R).filter((r): r is tf.Variable<tf.Rank.R2> => !!r && r.trainable);
+      return [...rs, ...trainableExtras(opts.extra, moduleNames)];
     },
   };
 }

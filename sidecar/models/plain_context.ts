@@ -31,6 +31,20 @@ export interface PlainContextOptions {
   rng?: Rng;
   /** More tensors by name (e.g. a head's variables), looked up before `weights`. */
   extra?: Map<string, tf.Tensor>;
+  /** Recompute each block's activations in the backward pass (models/checkpointed_block.ts). */
+  gradientCheckpointing?: boolean;
+}
+
+/** The trainable variables among `extra`'s `<module>.weight` / `<module>.bias` tensors. */
+export function trainableExtras(extra: Map<string, tf.Tensor> | undefined, moduleNames: string[]): tf.Variable[] {
+  const found: tf.Variable[] = [];
+  if (!extra) return found;
+  for (const m of moduleNames) {
+    for (const t of [extra.get(`${m}.weight`), extra.get(`${m}.bias`)]) {
+      if (t instanceof tf.Variable && t.trainable) found.push(t);
+    }
+  }
+  return found;
 }
 
 export function plainContext(weights: Weights, opts: PlainContextOptions): ForwardContext {
@@ -38,6 +52,7 @@ export function plainContext(weights: Weights, opts: PlainContextOptions): Forwa
   const lookup = (name: string) => opts.extra?.get(name) ?? weights.get(name);
   return {
     training: opts.training,
+    gradientCheckpointing: opts.gradientCheckpointing,
     linear(name: string, x: tf.Tensor): tf.Tensor {
       const weight = lookup(`${name}.weight`);
       assert(weight, () => `linear layer "${name}" has no weight "${name}.weight"`);
@@ -47,5 +62,7 @@ export function plainContext(weights: Weights, opts: PlainContextOptions): Forwa
       if (!opts.training || rate <= 0) return x;
       return tf.dropout(x, rate, undefined, rng.seed());
     },
+    nextDropoutSeed: () => rng.seed(),
+    trainableOf: (moduleNames) => trainableExtras(opts.extra, moduleNames),
   };
 }

@@ -37,6 +37,8 @@ export interface SessionOptions {
   pairMode?: PairMode;
   /** Regression: the fresh head's target scaling (session/pair_mode.ts `targetScalingOf`). */
   targetScaling?: TargetScaling;
+  /** Training: recompute each block's activations in the backward pass (`compute.gradient_checkpointing`). */
+  gradientCheckpointing?: boolean;
 }
 
 export interface ModelSession {
@@ -106,7 +108,7 @@ export async function openModelSession(opts: SessionOptions): Promise<ModelSessi
       return all;
     },
     logits(inputs, training, rng) {
-      const ctxOpts = { training, rng, extra: theHead.trainable as Map<string, tf.Tensor> };
+      const ctxOpts = { training, rng, extra: theHead.trainable as Map<string, tf.Tensor>, gradientCheckpointing: opts.gradientCheckpointing };
       const ctx = adapters ? adapters.context(weights, ctxOpts) : plainContext(weights, ctxOpts);
       return taskLogits(backbone, theHead, inputs, ctx);
     },

@@ -108,6 +108,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
   const session = await openModelSession({
     modelDir: config.model, task: config.task, numLabels, adapter: opts.headOnly ? null : config.adapter, seed: tc.seed, dropout: tc.dropout, events, tokenizer: tok, configFile: config.file,
     pairMode: pairModeOf(config), targetScaling: targetScalingOf(config.task, pairModeOf(config), data.train),
+    gradientCheckpointing: config.compute?.gradientCheckpointing ?? false,
   });
   const trainable = session.trainable();
   if (trainable.size === 0) {
