@@ -1,7 +1,7 @@
 // `npm run bench [-- PART ... | --quick | --build-only]`: bundles the benchmark parts (bench/*_bench.ts) with esbuild into
 // dist/bench/, runs each in its own Node process (so peak memory is per part), then writes
 // bench/results/<date>-<machine>.json and .md from the parts' results (bench/report.mjs).
-// Parts: svd, train, tta, merge, backends, generate (default: all). The Python references need `bash bench/setup.sh`.
+// Parts: svd, train, memory, tta, merge, backends, generate (default: all). The Python references need `bash bench/setup.sh`.
 import { build } from 'esbuild';
 import { mkdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -11,7 +11,7 @@ import { writeReport } from './report.mjs';
 import { copyWasmFiles } from '../scripts/wasm_files.mjs';
 
 const root = dirname(dirname(new URL(import.meta.url).pathname));
-const ALL = ['svd', 'train', 'tta', 'merge', 'backends', 'generate'];
+const ALL = ['svd', 'train', 'memory', 'tta', 'merge', 'backends', 'generate'];
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const noReport = args.includes('--no-report');
