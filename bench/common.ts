@@ -54,6 +54,16 @@ export function median(xs: number[]): number {
 }
 
 /** Peak resident set size of this process so far, bytes. */
+/** A /proc/self/status field in bytes (Linux), or null. */
+export function procStatusBytes(field: 'VmHWM' | 'VmRSS', pid: number | 'self' = 'self'): number | null {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
 export function peakRssBytes(): number {
   return process.resourceUsage().maxRSS * 1024;
 }

@@ -20,21 +20,11 @@ import { activationBytes } from '../sidecar/train/micro_batches';
 import type { Batch } from '../sidecar/train/batching';
 import { Rng } from '../sidecar/rng';
 import { float32Bytes } from '../sidecar/io/model_folder';
-import { log, machineInfo, partsDir, scratchDir, writePart } from './common';
+import { log, machineInfo, partsDir, procStatusBytes, scratchDir, writePart } from './common';
 import { BERT_BASE, LLAMA_SMALL, QWEN2_05B, writeBenchModel, type BenchModel } from './bench_models';
 
 const SEQ = 128;
 const MODELS: Array<[BenchModel, number]> = [[BERT_BASE, 2], [LLAMA_SMALL, 4], [QWEN2_05B, 2]];
-
-/** A /proc/self/status field in bytes (Linux), or null. */
-export function procStatusBytes(field: 'VmHWM' | 'VmRSS', pid: number | 'self' = 'self'): number | null {
-  try {
-    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : null;
-  } catch {
-    return null;
-  }
-}
 
 function randomBatch(m: BenchModel, rows: number): Batch {
   const rng = new Rng(3);
