@@ -17,8 +17,12 @@ export interface BenchModel {
   /** LoRA-XS targets (module-name suffixes). */
   targets: string[];
   rank: number;
-  /** Sequences per micro-batch the engine can hold in the 4 GB wasm heap (the step accumulates over 32 / this). */
+  /** Sequences per micro-batch the engine can hold in the 4 GB wasm heap (the step accumulates over batch / this). */
   microBatch: number;
+  /** Sequences per training step (default 32). */
+  batch?: number;
+  /** Gradient checkpointing in the micro-batches both tfjs backends run (what fits the wasm heap). */
+  checkpointing?: boolean;
 }
 
 export const BERT_BASE: BenchModel = {
@@ -51,7 +55,7 @@ export const LLAMA_SMALL: BenchModel = {
  * (1.98 GB as float32), randomly initialised.
  */
 export const QWEN2_05B: BenchModel = {
-  name: 'qwen2-0.5b-shaped', family: 'llama', rank: 16, microBatch: 4,
+  name: 'qwen2-0.5b-shaped', family: 'llama', rank: 16, microBatch: 2, batch: 8, checkpointing: true,
   targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
   config: {
     architectures: ['Qwen2ForSequenceClassification'], model_type: 'qwen2', hidden_size: 896, num_hidden_layers: 24,

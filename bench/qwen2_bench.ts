@@ -68,14 +68,19 @@ async function runTrain(variant: 'ckpt' | 'plain'): Promise<Record<string, unkno
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let peak = 0;
+  let training = false;
+  let trainingPeak = 0;
   const poll = setInterval(() => {
     peak = Math.max(peak, procStatusBytes('VmHWM', child.pid!) ?? 0);
+    // Resident memory sampled once the model is loaded and training started (VmHWM includes the load).
+    if (training) trainingPeak = Math.max(trainingPeak, procStatusBytes('VmRSS', child.pid!) ?? 0);
   }, 200);
   const lines: string[] = [];
   const onData = (d: Buffer) => {
     for (const l of d.toString().split('\n')) {
       if (!l.trim()) continue;
       lines.push(l);
+      if (l.startsWith('training ')) training = true;
       if (/^(memory|step|loading|training|warning)|error/i.test(l)) log(`qwen2 ${variant}: ${l}`);
     }
   };
@@ -85,10 +90,11 @@ async function runTrain(variant: 'ckpt' | 'plain'): Promise<Record<string, unkno
   clearInterval(poll);
   const seconds = (performance.now() - t0) / 1000;
   const inside = peak > 0 && peak <= BUDGET_GB * 1024 ** 3;
-  log(`qwen2 ${variant}: exit ${code}, ${seconds.toFixed(0)} s, peak RSS (VmHWM) ${(peak / 2 ** 30).toFixed(2)} GiB; ` +
+  log(`qwen2 ${variant}: exit ${code}, ${seconds.toFixed(0)} s, peak RSS (VmHWM) ${(peak / 2 ** 30).toFixed(2)} GiB, ` +
+    `largest RSS sampled while training ${(trainingPeak / 2 ** 30).toFixed(2)} GiB; ` +
     `inside the ${BUDGET_GB} GB budget: ${inside ? 'yes' : 'NO'}`);
   const steps = lines.filter((l) => /^step /.test(l));
-  return { variant, exit: code, seconds, peak_rss_bytes: peak, budget_gb: BUDGET_GB, inside_budget: inside, memory_plan: lines.find((l) => l.startsWith('memory:')) ?? null, steps };
+  return { variant, exit: code, seconds, peak_rss_bytes: peak, training_rss_max_bytes: trainingPeak, budget_gb: BUDGET_GB, inside_budget: inside, memory_plan: lines.find((l) => l.startsWith('memory:')) ?? null, steps };
 }
 
 async function main(): Promise<void> {
