@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeSafetensors, type TensorToWrite } from '../sidecar/io/safetensors';
+import { writeSafetensorsStreaming, type LazyTensorToWrite } from '../sidecar/io/safetensors';
 import { Rng } from '../sidecar/rng';
 import { ensureDir, scratchDir } from './common';
 
@@ -17,8 +17,12 @@ export interface BenchModel {
   /** LoRA-XS targets (module-name suffixes). */
   targets: string[];
   rank: number;
-  /** Sequences per micro-batch the engine can hold in the 4 GB wasm heap (the step accumulates over 32 / this). */
+  /** Sequences per micro-batch the engine can hold in the 4 GB wasm heap (the step accumulates over batch / this). */
   microBatch: number;
+  /** Sequences per training step (default 32). */
+  batch?: number;
+  /** Gradient checkpointing in the micro-batches both tfjs backends run (what fits the wasm heap). */
+  checkpointing?: boolean;
 }
 
 export const BERT_BASE: BenchModel = {
@@ -42,6 +46,24 @@ export const LLAMA_SMALL: BenchModel = {
     max_position_embeddings: 2048, vocab_size: 32000, rms_norm_eps: 1e-6, rope_theta: 10000.0, attention_bias: false,
     mlp_bias: false, tie_word_embeddings: false, pad_token_id: 0, bos_token_id: 1, eos_token_id: 2, initializer_range: 0.02,
     id2label: { 0: 'LABEL_0', 1: 'LABEL_1' }, label2id: { LABEL_0: 0, LABEL_1: 1 }, dtype: 'float32',
+  },
+};
+
+/**
+ * Qwen2-0.5B's shape (Qwen/Qwen2-0.5B config.json): 24 layers, hidden 896, 14 query heads and 2 key/value
+ * heads of 64, intermediate 4864, vocabulary 151936, q/k/v biases, tied embeddings; 494M parameters
+ * (1.98 GB as float32), randomly initialised.
+ */
+export const QWEN2_05B: BenchModel = {
+  name: 'qwen2-0.5b-shaped', family: 'llama', rank: 16, microBatch: 2, batch: 8, checkpointing: true,
+  targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  config: {
+    architectures: ['Qwen2ForSequenceClassification'], model_type: 'qwen2', hidden_size: 896, num_hidden_layers: 24,
+    num_attention_heads: 14, num_key_value_heads: 2, intermediate_size: 4864, hidden_act: 'silu', max_position_embeddings: 32768,
+    max_window_layers: 24, use_sliding_window: false, sliding_window: 32768, vocab_size: 151936, rms_norm_eps: 1e-6,
+    rope_theta: 1000000.0, tie_word_embeddings: true, bos_token_id: 151643, eos_token_id: 151643, pad_token_id: 151643,
+    initializer_range: 0.02, attention_dropout: 0.0, id2label: { 0: 'LABEL_0', 1: 'LABEL_1' }, label2id: { LABEL_0: 0, LABEL_1: 1 },
+    dtype: 'float32',
   },
 };
 
@@ -73,8 +95,10 @@ function bertTensors(c: Record<string, number>): Array<[string, Shape, 'normal' 
 
 function llamaTensors(c: Record<string, number>): Array<[string, Shape, 'normal' | 'ones' | 'zeros']> {
   const h = c.hidden_size;
-  const kv = c.num_key_value_heads * c.head_dim;
-  const q = c.num_attention_heads * c.head_dim;
+  const headDim = c.head_dim ?? h / c.num_attention_heads;
+  const kv = c.num_key_value_heads * headDim;
+  const q = c.num_attention_heads * headDim;
+  const qkvBias = (c as Record<string, unknown>).model_type === 'qwen2';
   const f = c.intermediate_size;
   const t: Array<[string, Shape, 'normal' | 'ones' | 'zeros']> = [['model.embed_tokens.weight', [c.vocab_size, h], 'normal']];
   for (let l = 0; l < c.num_hidden_layers; l++) {
@@ -82,6 +106,7 @@ function llamaTensors(c: Record<string, number>): Array<[string, Shape, 'normal'
     t.push([`${p}.input_layernorm.weight`, [h], 'ones'], [`${p}.post_attention_layernorm.weight`, [h], 'ones']);
     t.push([`${p}.self_attn.q_proj.weight`, [q, h], 'normal'], [`${p}.self_attn.k_proj.weight`, [kv, h], 'normal'],
       [`${p}.self_attn.v_proj.weight`, [kv, h], 'normal'], [`${p}.self_attn.o_proj.weight`, [h, q], 'normal']);
+    if (qkvBias) t.push([`${p}.self_attn.q_proj.bias`, [q], 'zeros'], [`${p}.self_attn.k_proj.bias`, [kv], 'zeros'], [`${p}.self_attn.v_proj.bias`, [kv], 'zeros']);
     t.push([`${p}.mlp.gate_proj.weight`, [f, h], 'normal'], [`${p}.mlp.up_proj.weight`, [f, h], 'normal'], [`${p}.mlp.down_proj.weight`, [h, f], 'normal']);
   }
   t.push(['model.norm.weight', [h], 'ones'], ['score.weight', [2, h], 'normal']);
@@ -96,12 +121,18 @@ export function writeBenchModel(m: BenchModel): string {
   ensureDir(dir);
   const c = m.config as Record<string, number>;
   const rng = new Rng(7);
-  const tensors: TensorToWrite[] = (m.family === 'bert' ? bertTensors(c) : llamaTensors(c)).map(([name, shape, init]) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const data = init === 'normal' ? rng.normalArray(n, 0.02) : new Float32Array(n).fill(init === 'ones' ? 1 : 0);
-    return { name, dtype: 'F32', shape, data };
-  });
-  writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  // One tensor in memory at a time (Qwen2-0.5B-shaped is 1.98 GB), written to a temporary file then renamed.
+  const tensors: LazyTensorToWrite[] = (m.family === 'bert' ? bertTensors(c) : llamaTensors(c)).map(([name, shape, init]) => ({
+    name, dtype: 'F32', shape,
+    bytes: () => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const data = init === 'normal' ? rng.normalArray(n, 0.02) : new Float32Array(n).fill(init === 'ones' ? 1 : 0);
+      return new Uint8Array(data.buffer);
+    },
+  }));
+  const tmp = path.join(dir, 'model.safetensors.tmp');
+  writeSafetensorsStreaming(tmp, tensors, { format: 'pt' });
+  fs.renameSync(tmp, path.join(dir, 'model.safetensors'));
   fs.writeFileSync(path.join(dir, 'config.json'), configText);
   return dir;
 }
@@ -114,7 +145,7 @@ export function flopsPerStep(m: BenchModel, batch: number, seq: number): { forwa
   const r = m.rank;
   const layers = c.num_hidden_layers;
   const heads = c.num_attention_heads;
-  const dh = m.family === 'llama' ? c.head_dim : h / heads;
+  const dh = m.family === 'llama' ? c.head_dim ?? h / heads : h / heads;
   const kv = m.family === 'llama' ? c.num_key_value_heads * dh : h;
   const q = heads * dh;
   const linears: Array<[number, number, boolean]> = m.family === 'bert'

@@ -54,16 +54,29 @@ export function median(xs: number[]): number {
 }
 
 /** Peak resident set size of this process so far, bytes. */
+/** A /proc/self/status field in bytes (Linux), or null. */
+export function procStatusBytes(field: 'VmHWM' | 'VmRSS', pid: number | 'self' = 'self'): number | null {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
 export function peakRssBytes(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
-/** The Python interpreter of the reference scripts: $BENCH_PYTHON, else bench/.venv (bench/setup.sh). */
+/**
+ * The Python interpreter of the reference scripts: $BENCH_PYTHON, else bench/.venv (bench/setup.sh), else
+ * the trainer's .venv-trainer (torch and transformers, what `.ci/run` installs for `loraxs launch`).
+ */
 export function pythonPath(): string | null {
   const env = process.env.BENCH_PYTHON;
   if (env) return env;
-  const venv = path.join(benchDir, '.venv', 'bin', 'python');
-  return fs.existsSync(venv) ? venv : null;
+  const venvs = [path.join(benchDir, '.venv', 'bin', 'python'), path.join(repoRoot, '.venv-trainer', 'bin', 'python')];
+  return venvs.find((v) => fs.existsSync(v)) ?? null;
 }
 
 /** A reply of a reference process. */

@@ -12,6 +12,7 @@ import * as tf from '../sidecar/backend/tf';
 import { Rng } from '../sidecar/rng';
 import type { ForwardContext, Weights } from '../sidecar/models/types';
 import type { AdaptedModule } from '../sidecar/loraxs/adapted_context';
+import { trainableExtras } from '../sidecar/models/plain_context';
 
 /** x Wᵀ for a frozen W without a transposed matMul. @param x (N, in) @param W (out, in) @returns (N, out) */
 function frozenLinear(x: tf.Tensor2D, W: tf.Tensor2D): tf.Tensor2D {
@@ -22,11 +23,15 @@ function frozenLinear(x: tf.Tensor2D, W: tf.Tensor2D): tf.Tensor2D {
   return f(x) as tf.Tensor2D;
 }
 
-export function fastAdaptedContext(weights: Weights, adapters: Map<string, AdaptedModule>, opts: { training: boolean; rng?: Rng; extra?: Map<string, tf.Tensor> }): ForwardContext {
+export function fastAdaptedContext(weights: Weights, adapters: Map<string, AdaptedModule>,
+  opts: { training: boolean; rng?: Rng; extra?: Map<string, tf.Tensor>; gradientCheckpointing?: boolean }): ForwardContext {
   const rng = opts.rng ?? new Rng(0);
   const lookup = (name: string): tf.Tensor | undefined => opts.extra?.get(name) ?? weights.get(name);
   return {
     training: opts.training,
+    gradientCheckpointing: opts.gradientCheckpointing,
+    nextDropoutSeed: () => rng.seed(),
+    trainableOf: (names) => [...names.map((n) => adapters.get(n)?.R).filter((r): r is tf.Variable<tf.Rank.R2> => !!r), ...trainableExtras(opts.extra, names)],
     linear(name: string, x: tf.Tensor): tf.Tensor {
       const weight = lookup(`${name}.weight`) as tf.Tensor2D;
       const bias = lookup(`${name}.bias`);

@@ -1,7 +1,7 @@
 // `npm run bench [-- PART ... | --quick | --build-only]`: bundles the benchmark parts (bench/*_bench.ts) with esbuild into
 // dist/bench/, runs each in its own Node process (so peak memory is per part), then writes
 // bench/results/<date>-<machine>.json and .md from the parts' results (bench/report.mjs).
-// Parts: svd, train, tta, merge, backends, generate (default: all). The Python references need `bash bench/setup.sh`.
+// Parts: svd, train, memory, tta, merge, backends, generate (default: all). The Python references need `bash bench/setup.sh`.
 import { build } from 'esbuild';
 import { mkdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -11,20 +11,22 @@ import { writeReport } from './report.mjs';
 import { copyWasmFiles } from '../scripts/wasm_files.mjs';
 
 const root = dirname(dirname(new URL(import.meta.url).pathname));
-const ALL = ['svd', 'train', 'tta', 'merge', 'backends', 'generate'];
+const ALL = ['svd', 'train', 'memory', 'tta', 'merge', 'backends', 'generate'];
+// Opt-in parts, run only when named: qwen2 (a Qwen2-0.5B-shaped training run on native, about 10 minutes here).
+const OPT_IN = ['qwen2'];
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const noReport = args.includes('--no-report');
 // --build-only: bundle the parts and bench/use_lite_sst2.ts / use_lite_stsb.ts (npm run bench:sst2 / bench:stsb run those) and stop.
 const buildOnly = args.includes('--build-only');
 const parts = args.filter((a) => !a.startsWith('--'));
-for (const p of parts) if (!ALL.includes(p)) throw new Error(`unknown part ${p}; parts: ${ALL.join(', ')}`);
+for (const p of parts) if (!ALL.includes(p) && !OPT_IN.includes(p)) throw new Error(`unknown part ${p}; parts: ${[...ALL, ...OPT_IN].join(', ')}`);
 const selected = parts.length ? parts : ALL;
 
 const out = join(root, 'dist', 'bench');
 copyWasmFiles(join(out, 'wasm'));
 await build({
-  entryPoints: { ...Object.fromEntries(ALL.map((p) => [`${p}_bench`, `bench/${p}_bench.ts`])), use_lite_sst2: 'bench/use_lite_sst2.ts', use_lite_stsb: 'bench/use_lite_stsb.ts' },
+  entryPoints: { ...Object.fromEntries([...ALL, ...OPT_IN].map((p) => [`${p}_bench`, `bench/${p}_bench.ts`])), use_lite_sst2: 'bench/use_lite_sst2.ts', use_lite_stsb: 'bench/use_lite_stsb.ts' },
   outdir: out, bundle: true, sourcemap: true, logLevel: 'warning', absWorkingDir: root,
   platform: 'node', target: 'node20', format: 'cjs', mainFields: ['module', 'main'],
   external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu'],

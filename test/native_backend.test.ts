@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker, isMainThread, parentPort } from 'node:worker_threads';
 import * as tf from '../sidecar/backend/tf';
@@ -135,6 +136,24 @@ if (!isMainThread) {
     assert.match(ok.why, /native TensorFlow \d+\.\d+\.\d+ loaded/);
     assert.doesNotMatch(r.stderr + r.stdout, /already registered/i);
     assert.doesNotMatch(r.stderr, /Hi, looks like you are running TensorFlow\.js in Node/);
+  });
+
+  test('a native build reached through a symlink loads one tfjs (no "already registered" line)', { skip }, () => {
+    // Node names loaded files by their real path; the loader must match tfjs-node's files through the link.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'loraxs-native-link-'));
+    try {
+      const link = path.join(dir, 'tfjs-node-cpu');
+      fs.symlinkSync(fs.realpathSync(installs[0].dir), link);
+      const r = spawnSync(process.execPath, [path.join(repoRoot, 'bin', 'loraxs.js'), 'doctor', '--json'],
+        { encoding: 'utf8', env: { ...process.env, LORAXS_BACKEND: 'tensorflow', LORAXS_NATIVE_DIR: link } });
+      assert.equal(r.status, 0, r.stderr);
+      const report = JSON.parse(r.stdout) as { backend: string; attempts: Array<{ candidate: string; ok: boolean }> };
+      assert.equal(report.backend, 'tensorflow', r.stdout);
+      assert.ok(report.attempts.find((a) => a.ok)!.candidate.includes(link), 'the build was taken from the symlinked folder');
+      assert.doesNotMatch(r.stderr + r.stdout, /already registered/i);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('LORAXS_BACKEND=webgpu is reported as not offered and a working backend is used', () => {

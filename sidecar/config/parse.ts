@@ -127,7 +127,7 @@ interface RawConfig {
     eval_generate?: { max_tokens?: number; answer_pattern?: string; limit?: number | null };
   };
   output?: string;
-  compute?: { backend?: 'auto' | 'wasm' | 'tensorflow' | 'torch'; python?: string; processes?: number; mixed_precision?: 'no' | 'bf16' | 'fp16'; gradient_checkpointing?: boolean };
+  compute?: { backend?: 'auto' | 'wasm' | 'tensorflow' | 'torch'; python?: string; processes?: number; mixed_precision?: 'no' | 'bf16' | 'fp16'; gradient_checkpointing?: boolean; memory_budget_gb?: number };
   analysis?: {
     fractions?: number[];
     regions?: Array<'top' | 'middle' | 'bottom'>;
@@ -640,6 +640,7 @@ function buildConfig(
         processes: raw.compute.processes ?? 1,
         mixedPrecision: raw.compute.mixed_precision ?? 'no',
         gradientCheckpointing: raw.compute.gradient_checkpointing ?? false,
+        ...(raw.compute.memory_budget_gb !== undefined ? { memoryBudgetGb: raw.compute.memory_budget_gb } : {}),
       },
     } : {}),
     analysis: {

@@ -117,4 +117,6 @@ export interface ComputeConfig {
   processes: number; // 1
   mixedPrecision: 'no' | 'bf16' | 'fp16'; // no
   gradientCheckpointing: boolean; // false
+  /** GB the engine may use (backend/memory_budget.ts); absent: $LORAXS_MEMORY_BUDGET_GB, else 85 % of the machine's. */
+  memoryBudgetGb?: number;
 }

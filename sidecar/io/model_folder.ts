@@ -256,12 +256,22 @@ export function checkpointFingerprint(ckpt: Checkpoint): string {
 /** Safety factor over the weights for activations, gradients and the backend's own copies. */
 const WORKING_MEMORY_FACTOR = 1.5;
 
-/** Refuses, before any weight is loaded, a model whose float32 weights (× 1.5) exceed what the backend holds. */
-export function assertFitsBackend(ckpt: Checkpoint, limitBytes: number, backendName: string): void {
+/**
+ * Refuses, before any weight is loaded, a model whose float32 weights (× 1.5) exceed what the backend holds
+ * or, when `budget` is given and lower, the memory budget (backend/memory_budget.ts).
+ */
+export function assertFitsBackend(ckpt: Checkpoint, limitBytes: number, backendName: string, budget?: { bytes: number; source: string }): void {
   const bytes = float32Bytes(ckpt);
   const needed = bytes * WORKING_MEMORY_FACTOR;
+  const gb = (b: number): string => (b / 1024 ** 3).toFixed(2);
+  if (budget && budget.bytes < limitBytes && needed > budget.bytes) {
+    throw new LoraxsError(
+      `model ${ckpt.dir} does not fit the memory budget: its weights take ${gb(bytes)} GB as float32 `
+      + `(about ${gb(needed)} GB with working memory), above the budget of ${gb(budget.bytes)} GB (${budget.source}). `
+      + 'Raise compute.memory_budget_gb (or LORAXS_MEMORY_BUDGET_GB) if the machine has the memory, or use a smaller model',
+      { file: path.join(ckpt.dir, 'config.json') });
+  }
   if (needed > limitBytes) {
-    const gb = (b: number): string => (b / 1024 ** 3).toFixed(2);
     throw new LoraxsError(
       `model ${ckpt.dir} is too large for the ${backendName} backend: its weights take ${gb(bytes)} GB as float32 `
       + `(about ${gb(needed)} GB with working memory), above the backend's limit of ${gb(limitBytes)} GB. `

@@ -10,7 +10,8 @@
 import * as tf from '../backend/tf';
 import { assert } from '../errors';
 import { Rng } from '../rng';
-import { linearForward } from '../models/plain_context';
+import { linearForward, trainableExtras } from '../models/plain_context';
+import { frozenProduct, isTrainable } from '../models/frozen_product';
 import type { ForwardContext, Weights } from '../models/types';
 import type { Factors } from './init';
 
@@ -34,6 +35,8 @@ export interface AdaptedContextOptions {
   rng?: Rng;
   /** More tensors by name (e.g. a head's variables), looked up before the base weights. */
   extra?: Map<string, tf.Tensor>;
+  /** Recompute each block's activations in the backward pass (models/checkpointed_block.ts). */
+  gradientCheckpointing?: boolean;
 }
 
 /** A module's frozen factors on the backend, with its scale α / r (what training and merging share). */
@@ -69,15 +72,16 @@ export function disposeAdaptedModule(m: AdaptedModule): void {
  * @param x (..., in)
  * @param weight (out, in)
  * @param bias (out) or undefined
+ * @param frozen W is a frozen base weight: the tape keeps no copy of it or of x (models/frozen_product.ts)
  * @returns (..., out)
  */
-export function adaptedLinear(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | undefined, m: AdaptedModule): tf.Tensor {
+export function adaptedLinear(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor | undefined, m: AdaptedModule, frozen = false): tf.Tensor {
   return tf.tidy(() => {
     const inFeatures = x.shape[x.shape.length - 1];
     assert(m.A.shape[1] === inFeatures, () => `adapted ${m.name}: input has ${inFeatures} features, A is [${m.A.shape.join(', ')}]`);
     const lead = x.shape.slice(0, -1);
     const x2 = tf.reshape(x, [-1, inFeatures]) as tf.Tensor2D; // (N, in)
-    let y: tf.Tensor2D = tf.matMul(x2, weight as tf.Tensor2D, false, true); // (N, out)
+    let y: tf.Tensor2D = frozen && !isTrainable(weight) ? frozenProduct(x2, weight as tf.Tensor2D) : tf.matMul(x2, weight as tf.Tensor2D, false, true); // (N, out)
     if (bias) y = tf.add(y, bias);
     const xa = tf.matMul(x2, m.A, false, true); // (N, r)
     const xar = tf.matMul(xa, m.R, false, true); // (N, r)
@@ -96,16 +100,23 @@ export function adaptedContext(weights: Weights, adapters: Map<string, AdaptedMo
   const lookup = (name: string): tf.Tensor | undefined => opts.extra?.get(name) ?? weights.get(name);
   return {
     training: opts.training,
+    gradientCheckpointing: opts.gradientCheckpointing,
     linear(name: string, x: tf.Tensor): tf.Tensor {
       const weight = lookup(`${name}.weight`);
       assert(weight, () => `linear layer "${name}" has no weight "${name}.weight"`);
       const bias = lookup(`${name}.bias`);
       const m = adapters.get(name);
-      return m ? adaptedLinear(x, weight, bias, m) : linearForward(x, weight, bias);
+      const frozen = !opts.extra?.has(`${name}.weight`); // a base weight, not a head parameter
+      return m ? adaptedLinear(x, weight, bias, m, frozen) : linearForward(x, weight, bias, frozen);
     },
     dropout(x: tf.Tensor, rate: number): tf.Tensor {
       if (!opts.training || rate <= 0) return x;
       return tf.dropout(x, rate, undefined, rng.seed());
+    },
+    nextDropoutSeed: () => rng.seed(),
+    trainableOf(moduleNames: string[]): tf.Variable[] {
+      const rs = moduleNames.map((n) => adapters.get(n)?.R).filter((r): r is tf.Variable<tf.Rank.R2> => !!r && r.trainable);
+      return [...rs, ...trainableExtras(opts.extra, moduleNames)];
     },
   };
 }

@@ -10,6 +10,7 @@ import { activationByName } from './activations';
 import { dotProductAttention, mergeHeads, paddingMask, splitHeads } from './attention';
 import { type BackboneOptions, resolveDropout, type TransformerBackbone } from './backbone_options';
 import { describeLinear, requireTensor, type WeightSource } from './model_weights';
+import { checkpointedBlock } from './checkpointed_block';
 import { layerNorm } from './norms';
 import type { ForwardContext, ForwardInputs, LinearModule, ModelConfig, Weights } from './types';
 
@@ -93,15 +94,19 @@ export function createEncoder(config: ModelConfig, weights: Weights, opts: Backb
       const scale = 1 / Math.sqrt(headDim);
       for (const layer of layers) {
         const { names } = layer;
-        const q = splitHeads(ctx.linear(names.query, x), numHeads, headDim);
-        const k = splitHeads(ctx.linear(names.key, x), numHeads, headDim);
-        const v = splitHeads(ctx.linear(names.value, x), numHeads, headDim);
-        const context = mergeHeads(dotProductAttention(q, k, v, mask, scale, ctx, ctx.training ? dropoutRates.attention : 0));
-        const attended = drop(ctx.linear(names.attentionOut, context), dropoutRates.hidden);
-        const attentionOutput = layerNorm(tf.add(attended, x), layer.attentionNorm[0], layer.attentionNorm[1], config.normEps);
-        const intermediate = activation(ctx.linear(names.intermediate, attentionOutput));
-        const out = drop(ctx.linear(names.output, intermediate), dropoutRates.hidden);
-        x = layerNorm(tf.add(out, attentionOutput), layer.outputNorm[0], layer.outputNorm[1], config.normEps);
+        const block = (input: tf.Tensor, c: ForwardContext, [m]: tf.Tensor[]): tf.Tensor => {
+          const dropIn = (t: tf.Tensor, rate: number) => (c.training && rate > 0 ? c.dropout(t, rate) : t);
+          const q = splitHeads(c.linear(names.query, input), numHeads, headDim);
+          const k = splitHeads(c.linear(names.key, input), numHeads, headDim);
+          const v = splitHeads(c.linear(names.value, input), numHeads, headDim);
+          const context = mergeHeads(dotProductAttention(q, k, v, m as tf.Tensor4D, scale, c, c.training ? dropoutRates.attention : 0));
+          const attended = dropIn(c.linear(names.attentionOut, context), dropoutRates.hidden);
+          const attentionOutput = layerNorm(tf.add(attended, input), layer.attentionNorm[0], layer.attentionNorm[1], config.normEps);
+          const intermediate = activation(c.linear(names.intermediate, attentionOutput));
+          const out = dropIn(c.linear(names.output, intermediate), dropoutRates.hidden);
+          return layerNorm(tf.add(out, attentionOutput), layer.outputNorm[0], layer.outputNorm[1], config.normEps);
+        };
+        x = ctx.training && ctx.gradientCheckpointing ? checkpointedBlock(block, x, ctx, Object.values(names), [mask]) : block(x, ctx, [mask]);
       }
       return x as tf.Tensor3D;
     });

@@ -11,6 +11,7 @@ import { activationByName } from './activations';
 import { causalMask, causalMaskAt, groupedQueryAttention, groupMask, mergeHeads, splitHeads } from './attention';
 import { type BackboneOptions, resolveDropout, type TransformerBackbone } from './backbone_options';
 import { describeLinear, requireTensor, type WeightSource } from './model_weights';
+import { checkpointedBlock } from './checkpointed_block';
 import { rmsNorm } from './norms';
 import { applyRope, ropeInverseFrequencies, ropeTables } from './rope';
 import type { ForwardContext, ForwardInputs, KvCache, LinearModule, ModelConfig, Weights } from './types';
@@ -124,7 +125,14 @@ export function createDecoder(config: ModelConfig, weights: Weights, opts: Backb
         if (!m) masks.set(window, (m = groupMask(causalMask(inputs.attentionMask, window), groups)));
         return m;
       };
-      for (const layer of layers) x = decoderLayer(layer, x, cos, sin, maskFor(layer.window), ctx, attentionDropout);
+      for (const layer of layers) {
+        const mask = maskFor(layer.window);
+        const block = (input: tf.Tensor, c: ForwardContext, [cs, sn, m]: tf.Tensor[]) =>
+          decoderLayer(layer, input, cs as tf.Tensor2D, sn as tf.Tensor2D, m as tf.Tensor4D, c, attentionDropout);
+        x = ctx.training && ctx.gradientCheckpointing
+          ? checkpointedBlock(block, x, ctx, Object.values(layer.names), [cos, sin, mask])
+          : block(x, ctx, [cos, sin, mask]);
+      }
       return norm(x, finalNorm) as tf.Tensor3D;
     });
   }

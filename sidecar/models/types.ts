@@ -74,6 +74,15 @@ export interface ForwardContext {
   /** Dropout with this rate in training mode; identity in evaluation. */
   dropout(x: tf.Tensor, rate: number): tf.Tensor;
   training: boolean;
+  /**
+   * Training with `compute.gradient_checkpointing`: backbones run each block through checkpointedBlock
+   * (models/checkpointed_block.ts), which recomputes its activations in the backward pass.
+   */
+  gradientCheckpointing?: boolean;
+  /** The seed `dropout` would draw next (consumed): checkpointed blocks replay the same masks. */
+  nextDropoutSeed?(): number;
+  /** The trainable variables that these linear modules read (adapters' R, trainable head tensors). */
+  trainableOf?(moduleNames: string[]): tf.Variable[];
 }
 
 export interface ForwardInputs {

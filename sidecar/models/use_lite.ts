@@ -15,6 +15,7 @@ import { check, LoraxsError } from '../errors';
 import { dotProductAttention, mergeHeads, paddingMask, splitHeads } from './attention';
 import { type BackboneOptions, resolveDropout, type TransformerBackbone } from './backbone_options';
 import { describeLinear, requireTensor, type WeightSource } from './model_weights';
+import { checkpointedBlock } from './checkpointed_block';
 import { layerNorm } from './norms';
 import type { ForwardContext, ForwardInputs, LinearModule, ModelConfig, Weights } from './types';
 import {
@@ -111,16 +112,20 @@ export function createUseLite(config: ModelConfig, weights: Weights, opts: Backb
       const mask = paddingMask(inputs.attentionMask);
       for (const layer of layers) {
         const { names, width, headDim } = layer;
-        const normed = layerNorm(x, layer.attentionNorm[0], layer.attentionNorm[1], config.normEps);
-        const [q, k, v] = tf.split(ctx.linear(names.qkv, normed), [width, width, width], -1);
-        const heads = (z: tf.Tensor) => splitHeads(z, dims.numHeads, headDim);
-        const context = mergeHeads(dotProductAttention(heads(q), heads(k), heads(v), mask, 1 / Math.sqrt(headDim), ctx,
-          ctx.training ? dropoutRates.attention : 0));
-        const attended = drop(ctx.linear(names.attentionOutput, context), dropoutRates.hidden);
-        const residual = layer.projectsResidual ? ctx.linear(names.residualProj, x) : x;
-        const y = tf.add(attended, residual);
-        const inner = tf.relu(ctx.linear(names.intermediate, layerNorm(y, layer.ffnNorm[0], layer.ffnNorm[1], config.normEps)));
-        x = tf.add(y, drop(ctx.linear(names.output, inner), dropoutRates.hidden));
+        const block = (input: tf.Tensor, c: ForwardContext, [m]: tf.Tensor[]): tf.Tensor => {
+          const dropIn = (t: tf.Tensor, rate: number) => (c.training && rate > 0 ? c.dropout(t, rate) : t);
+          const normed = layerNorm(input, layer.attentionNorm[0], layer.attentionNorm[1], config.normEps);
+          const [q, k, v] = tf.split(c.linear(names.qkv, normed), [width, width, width], -1);
+          const heads = (z: tf.Tensor) => splitHeads(z, dims.numHeads, headDim);
+          const context = mergeHeads(dotProductAttention(heads(q), heads(k), heads(v), m as tf.Tensor4D, 1 / Math.sqrt(headDim), c,
+            c.training ? dropoutRates.attention : 0));
+          const attended = dropIn(c.linear(names.attentionOutput, context), dropoutRates.hidden);
+          const residual = layer.projectsResidual ? c.linear(names.residualProj, input) : input;
+          const y = tf.add(attended, residual);
+          const inner = tf.relu(c.linear(names.intermediate, layerNorm(y, layer.ffnNorm[0], layer.ffnNorm[1], config.normEps)));
+          return tf.add(y, dropIn(c.linear(names.output, inner), dropoutRates.hidden));
+        };
+        x = ctx.training && ctx.gradientCheckpointing ? checkpointedBlock(block, x, ctx, Object.values(names), [mask]) : block(x, ctx, [mask]);
       }
       return x as tf.Tensor3D;
     });

@@ -5,6 +5,7 @@
  */
 import * as tf from '../backend/tf';
 import { initBackend } from '../backend/choice';
+import { memoryBudget, type MemoryBudget } from '../backend/memory_budget';
 import { openCheckpoint, loadWeights, assertFitsBackend, checkpointFingerprint, type Checkpoint } from '../io/model_folder';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer';
 import { createBackbone, type TransformerBackbone } from '../models/registry';
@@ -37,6 +38,10 @@ export interface SessionOptions {
   pairMode?: PairMode;
   /** Regression: the fresh head's target scaling (session/pair_mode.ts `targetScalingOf`). */
   targetScaling?: TargetScaling;
+  /** Training: recompute each block's activations in the backward pass (`compute.gradient_checkpointing`). */
+  gradientCheckpointing?: boolean;
+  /** `compute.memory_budget_gb` (backend/memory_budget.ts: else $LORAXS_MEMORY_BUDGET_GB, else the machine's). */
+  memoryBudgetGb?: number;
 }
 
 export interface ModelSession {
@@ -47,6 +52,8 @@ export interface ModelSession {
   head: TaskHead;
   adapters: AdapterSet | null;
   backendName: string;
+  /** The memory budget the model was checked against (and training sizes micro-batches from). */
+  memory: MemoryBudget;
   /** Every trainable variable by name: `<module>.R` for adapters, head parameter names for the head. */
   trainable(): Map<string, tf.Variable>;
   /** Task logits: classification/regression (B, numLabels), causal LM (B, T, V). */
@@ -66,7 +73,8 @@ export async function openModelSession(opts: SessionOptions): Promise<ModelSessi
   const backend = await initBackend();
   if (backend.warning) opts.events?.log?.(`warning: ${backend.warning}`);
   const ckpt = openCheckpoint(opts.modelDir);
-  assertFitsBackend(ckpt, backend.memoryLimitBytes, backend.name);
+  const memory = memoryBudget(opts.memoryBudgetGb);
+  assertFitsBackend(ckpt, backend.memoryLimitBytes, backend.name, memory);
   // The tokenizer loads on first use: merging and exporting need none.
   let tokenizer = opts.tokenizer;
   opts.events?.log?.(`loading ${opts.modelDir} (${ckpt.config.modelType}, ${ckpt.config.numLayers} layers) on ${backend.name}`);
@@ -99,6 +107,7 @@ export async function openModelSession(opts: SessionOptions): Promise<ModelSessi
     head: theHead,
     adapters,
     backendName: backend.name,
+    memory: memory.bytes < backend.memoryLimitBytes ? memory : { bytes: backend.memoryLimitBytes, source: `the ${backend.name} backend's heap` },
     trainable() {
       const all = new Map<string, tf.Variable>();
       if (adapters) for (const [name, m] of adapters.modules) all.set(`${name}.R`, m.R);
@@ -106,7 +115,7 @@ export async function openModelSession(opts: SessionOptions): Promise<ModelSessi
       return all;
     },
     logits(inputs, training, rng) {
-      const ctxOpts = { training, rng, extra: theHead.trainable as Map<string, tf.Tensor> };
+      const ctxOpts = { training, rng, extra: theHead.trainable as Map<string, tf.Tensor>, gradientCheckpointing: opts.gradientCheckpointing };
       const ctx = adapters ? adapters.context(weights, ctxOpts) : plainContext(weights, ctxOpts);
       return taskLogits(backbone, theHead, inputs, ctx);
     },

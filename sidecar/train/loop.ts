@@ -2,7 +2,8 @@
  * The training loop: one flat loop over epochs and batches, the way nanoGPT reads.
  *
  *   for each epoch: order the examples (a permutation seeded by seed and epoch), cut batches
- *     for each group of grad_accum_steps batches: forward, loss, gradients of R and the head (accumulated)
+ *     for each group of grad_accum_steps batches (each cut into micro-batches that fit the memory budget,
+ *     train/micro_batches.ts): forward, loss, gradients of R and the head (accumulated)
  *       clip, learning rate from the schedule, one AdamW/SGD update, one line in metrics.jsonl
  *       evaluate when due (every epoch or every N updates); the best adapter goes to <output>/
  *       a checkpoint (R, head, optimizer moments, position) every CHECKPOINT_EVERY updates, after each
@@ -47,6 +48,9 @@ import {
 } from './training_checkpoint';
 import { trimMetricsLog, appendMetricsLine } from './metrics_log';
 import { seedFor } from './seeds';
+import { planMicroBatches, splitIndices, type MicroBatchPlan } from './micro_batches';
+import { float32Bytes } from '../io/model_folder';
+import { formatGb } from '../backend/memory_budget';
 import { pairModeOf, targetScalingOf } from '../session/pair_mode';
 import type { BestRecord, EngineEvents, EvalRecord, StepRecord, TrainResult } from '../records';
 
@@ -86,6 +90,18 @@ function loadData(config: RunConfig, tok: ModelSession['tokenizer']): DataSets {
   return { train: train.examples, validation, labelNames: train.labelNames };
 }
 
+/** One log line: the budget, the estimate per token and layer, and the micro-batches it gives. */
+function logMemoryPlan(events: EngineEvents, session: ModelSession, plan: MicroBatchPlan, batchSize: number, checkpointing: boolean): void {
+  const kb = (b: number) => `${(b / 1024).toFixed(1)} KB`;
+  const split = plan.rows < batchSize ? `micro-batches of ${plan.rows} rows (batch_size ${batchSize})` : `whole batches of ${batchSize}`;
+  events.log?.(`memory: budget ${formatGb(session.memory.bytes)} (${session.memory.source}); activations about ${kb(plan.estimate.perTokenPerLayer)} per token per layer ` +
+    `(${checkpointing ? 'gradient checkpointing on' : 'no gradient checkpointing'}), ${formatGb(plan.activationBudget)} left for them: ${split}`);
+  if (plan.overBudget) {
+    events.log?.('warning: one row of max_length tokens is estimated to exceed the memory budget; lower training.max_length, ' +
+      `${checkpointing ? '' : 'set compute.gradient_checkpointing: true, '}or raise compute.memory_budget_gb`);
+  }
+}
+
 export async function runTraining(config: RunConfig, opts: TrainOptions = {}): Promise<TrainResult> {
   const t0 = performance.now();
   const events = opts.events ?? {};
@@ -108,12 +124,19 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
   const session = await openModelSession({
     modelDir: config.model, task: config.task, numLabels, adapter: opts.headOnly ? null : config.adapter, seed: tc.seed, dropout: tc.dropout, events, tokenizer: tok, configFile: config.file,
     pairMode: pairModeOf(config), targetScaling: targetScalingOf(config.task, pairModeOf(config), data.train),
+    gradientCheckpointing: config.compute?.gradientCheckpointing ?? false, memoryBudgetGb: config.compute?.memoryBudgetGb,
   });
   const trainable = session.trainable();
   if (trainable.size === 0) {
     session.dispose();
     throw new LoraxsError('nothing to train: no adapter and the head has no parameters (bi-mode regression compares the two embeddings directly); train with an adapter', { file: config.file, detail: 'adapter' });
   }
+  const microPlan = planMicroBatches({
+    budgetBytes: session.memory.bytes, weightBytes: float32Bytes(session.ckpt), config: session.ckpt.config, seqLen: tc.maxLength,
+    batchSize: tc.batchSize, checkpointing: config.compute?.gradientCheckpointing ?? false, dropout: session.backbone.dropoutRates,
+    causalLm: config.task === 'causal-lm', rowsPerExample: pairModeOf(config) === 'bi' ? 2 : 1,
+  });
+  logMemoryPlan(events, session, microPlan, tc.batchSize, config.compute?.gradientCheckpointing ?? false);
   const adapterNames = new Set([...trainable.keys()].filter((n) => n.endsWith('.R')));
   const optimizer = createOptimizer(tc.optimizer, { weightDecay: tc.weightDecay });
   const perEpoch = Math.ceil(batchesPerEpoch(data.train.length, tc.batchSize) / tc.gradAccumSteps);
@@ -197,7 +220,11 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
       const order = epochOrder(data.train.length, tc.shuffle, new Rng(seedFor(tc.seed, 'data-order', pos.epoch)));
       const batches = batchIndices(order, tc.batchSize);
       while (pos.batchInEpoch < batches.length) {
-        const group = batches.slice(pos.batchInEpoch, pos.batchInEpoch + tc.gradAccumSteps).map((ix) => makeBatch(data.train, ix, tok.padId));
+        const groupIndices = batches.slice(pos.batchInEpoch, pos.batchInEpoch + tc.gradAccumSteps);
+        // Each batch as micro-batches that fit the memory budget (one when it fits whole); `share` weights a
+        // micro-batch's mean loss by its part of the batch.
+        const group = groupIndices.flatMap((ix) => splitIndices(ix, microPlan.rows)
+          .map((part) => Object.assign(makeBatch(data.train, part, tok.padId), { share: part.length / ix.length })));
         const tStep = performance.now();
         const dropoutRng = new Rng(seedFor(tc.seed, 'dropout', pos.step + 1));
         const targetsInGroup = group.reduce((s, b) => s + (b.numTargets ?? 0), 0);
@@ -216,7 +243,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
             // Otherwise each batch's mean, divided by the number of batches accumulated.
             return config.task === 'causal-lm'
               ? batchLoss(config.task, logits, batch, targetsInGroup)
-              : tf.div(batchLoss(config.task, logits, batch), group.length) as tf.Scalar;
+              : tf.mul(batchLoss(config.task, logits, batch), batch.share / groupIndices.length) as tf.Scalar;
           }, [...trainable.values()]);
           for (const t of Object.values(inputs)) if (t) t.dispose();
           loss += (await value.data())[0]; // sync point: one scalar read per batch
@@ -244,7 +271,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
         optimizer.step(grads, trainable, lrOf(mult));
         for (const g of grads.values()) g.dispose();
         pos.step++;
-        pos.batchInEpoch += group.length;
+        pos.batchInEpoch += groupIndices.length;
         const tokens = group.reduce((s, b) => s + b.numTokens, 0);
         const record: StepRecord = {
           step: pos.step, epoch: pos.epoch, loss, lr: tc.lr * mult,
