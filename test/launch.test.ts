@@ -183,20 +183,31 @@ output: ${out}
   assert.ok(m.diff <= 1e-4, `merged logits differ by ${m.diff}`);
   assert.ok(m.fromBase > 1e-3, `the adapter changed the logits by only ${m.fromBase}: the comparison would not see a missing ΔW`);
 
-  // Stopped after update 4 on 2 processes (every rank at the same update), resumed on 1.
-  ws.config('r', yaml('out-r'));
-  const stopped = cli(ws.dir, ['launch', 'r.loraxs.yaml', '--processes', '2', '--cpu'], { LORAXS_TRAINER_STOP_AFTER: '4' });
-  assert.match(stopped.stdout, /^cancelled/);
-  assert.ok(fs.existsSync(path.join(ws.dir, 'out-r', 'trainer_checkpoint', 'state.pt')));
-  assert.equal(losses(metricsLines(path.join(ws.dir, 'out-r', 'metrics.jsonl'))).length, 4);
-  cli(ws.dir, ['launch', 'r.loraxs.yaml', '--processes', '1', '--cpu', '--resume']);
-  const resumed = metricsLines(path.join(ws.dir, 'out-r', 'metrics.jsonl'));
-  assert.ok(maxRel(losses(l2), losses(resumed)) < 1e-6);
-  const r = adapterTensors(path.join(ws.dir, 'out-r', 'last'));
-  const dr2 = adapterRelDiff(adapterTensors(path.join(ws.dir, 'out-l2', 'last')), r);
-  const dr1 = adapterRelDiff(adapterTensors(path.join(ws.dir, 'out-l1', 'last')), r);
-  console.log(`resume: adapter relative difference vs the uninterrupted 2-process run ${dr2.toExponential(2)}, 1-process run ${dr1.toExponential(2)}`);
-  assert.ok(dr2 < 1e-6 && dr1 < 1e-6, `${dr2} ${dr1}`);
+  // Stopped after update 4 on 2 processes (every rank at the same update), then resumed. On 2 processes the
+  // resumed run is the uninterrupted 2-process run (same sums in the same order). On 1 process the later
+  // updates sum each batch in another order: float32 rounding only, so it must be no farther from the
+  // uninterrupted 2-process run than the uninterrupted 1-process run is (measured here: about 1e-6 relative
+  // after 10 SGD updates at lr 0.5).
+  const stopAndResume = (out: string, processes: string): Map<string, Float32Array> => {
+    ws.config(out, yaml(out));
+    const stopped = cli(ws.dir, ['launch', `${out}.loraxs.yaml`, '--processes', '2', '--cpu'], { LORAXS_TRAINER_STOP_AFTER: '4' });
+    assert.match(stopped.stdout, /^cancelled/);
+    assert.ok(fs.existsSync(path.join(ws.dir, out, 'trainer_checkpoint', 'state.pt')));
+    assert.equal(losses(metricsLines(path.join(ws.dir, out, 'metrics.jsonl'))).length, 4);
+    cli(ws.dir, ['launch', `${out}.loraxs.yaml`, '--processes', processes, '--cpu', '--resume']);
+    const resumed = metricsLines(path.join(ws.dir, out, 'metrics.jsonl'));
+    assert.ok(maxRel(losses(l2), losses(resumed)) < 1e-6);
+    return adapterTensors(path.join(ws.dir, out, 'last'));
+  };
+  const a1 = adapterTensors(path.join(ws.dir, 'out-l1', 'last'));
+  const a2 = adapterTensors(path.join(ws.dir, 'out-l2', 'last'));
+  const same = adapterRelDiff(a2, stopAndResume('out-r2', '2'));
+  const other = stopAndResume('out-r1', '1');
+  const dr2 = adapterRelDiff(a2, other);
+  const d12 = adapterRelDiff(a2, a1);
+  console.log(`resume: stopped on 2 processes, resumed on 2: ${same.toExponential(2)} relative to the uninterrupted 2-process run; resumed on 1: ${dr2.toExponential(2)} (the uninterrupted 1-process run: ${d12.toExponential(2)}; to it: ${adapterRelDiff(a1, other).toExponential(2)})`);
+  assert.ok(same <= 1e-7, `resumed on the same process count: ${same}`);
+  assert.ok(dr2 <= Math.max(1e-6, 1.5 * d12) && dr2 < 1e-5, `resumed on 1 process: ${dr2} from the 2-process run (1-process run: ${d12})`);
 });
 
 test('stories260K causal LM: launch on 1 and 2 processes gives the engine\'s losses (batch 3, 2 accumulated); loraxs eval of its adapter', { skip: missing || needsShared(stories260k) }, () => {

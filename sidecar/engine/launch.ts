@@ -247,6 +247,9 @@ export function launchPreflight(config: RunConfig, opts: LaunchOptions): OutputC
  * signal has only `aborted`) sends SIGTERM to the whole group: every rank stops before the same micro-batch
  * and rank 0 saves the checkpoint. A trainer that fails (a rank died, a bad plan) rejects with its error.
  */
+/** Errors a rank gets because another rank died (gloo, NCCL and c10d wording), not the cause itself. */
+const PEER_FAILURE = /closed by peer|reset by peer|remote worker|Broken pipe|DistBackendError|Watchdog caught collective|NCCL (communicator|error)|timed out|Timeout/i;
+
 export async function runLaunch(config: RunConfig, out: OutputCheck, opts: LaunchOptions, events: Required<EngineEvents>, signal?: AbortSignal): Promise<LaunchResult> {
   const t0 = Date.now();
   // One machine: a free port for the processes' rendezvous, so that two runs on one machine do not collide.
@@ -322,7 +325,9 @@ export async function runLaunch(config: RunConfig, out: OutputCheck, opts: Launc
   const ckpt = path.join(config.output, 'trainer_checkpoint', 'state.pt');
   if (cancelled && !fs.existsSync(ckpt)) events.log('cancelled before the trainer saved a checkpoint');
   if (exitCode !== 0 && !(cancelled && fs.existsSync(ckpt))) {
-    const why = errors[0] ?? tail.filter((l) => /\b\w*(Error|Exception)\b/.test(l)).at(-1) ?? tail.at(-1) ?? 'no output';
+    // The rank that failed first names the cause; the others then fail on the broken collective ("Connection
+    // closed by peer", NCCL timeouts), and their lines may arrive first, so they are reported only when alone.
+    const why = errors.find((e) => !PEER_FAILURE.test(e)) ?? errors[0] ?? tail.filter((l) => /\b\w*(Error|Exception)\b/.test(l)).at(-1) ?? tail.at(-1) ?? 'no output';
     throw new LoraxsError(`the trainer failed (accelerate launch exited with ${exitCode}): ${why}`);
   }
   return { ...launched(p), train: launchTrainResult(config, p.planDir, cancelled, t0) };
