@@ -161,6 +161,9 @@ export function loadNativeBackend(install: NativeInstall): NativeBackend {
   const req = createRequire(__filename);
   // TensorFlow's C++ INFO lines (oneDNN, CPU features) on stderr unless asked for; read when it loads.
   if (process.env.TF_CPP_MIN_LOG_LEVEL === undefined) process.env.TF_CPP_MIN_LOG_LEVEL = '2';
+  // On a GPU, TensorFlow otherwise maps nearly all of its memory at start, leaving little to a second
+  // process (the sidecar's server and a CLI run, doctor's probe); read when the GPU device is created.
+  if (process.env.TF_FORCE_GPU_ALLOW_GROWTH === undefined) process.env.TF_FORCE_GPU_ALLOW_GROWTH = 'true';
   // The binding first: if libtensorflow does not load, nothing has been registered yet.
   const binding = req(install.binding) as { TF_Version: string };
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -205,7 +208,8 @@ export interface NativeGpuReport {
  * come from TensorFlow's own log ("Created device ... GPU:0 ... name: NVIDIA H200, ... compute capability:
  * 9.0"), read from a fresh Node process that loads the binding with TF_CPP_MIN_LOG_LEVEL=0 (TensorFlow
  * writes its log to file descriptor 2, which this process cannot capture). Takes a second or two; for
- * `loraxs doctor`, not for every start.
+ * `loraxs doctor`, not for every start. Run it before this process loads TensorFlow on a GPU, so the
+ * probe's device sees the GPU's free memory.
  */
 export function probeNativeGpu(dir: string, timeoutMs = 120_000): NativeGpuReport {
   const variant = variantOf(dir, packageNameOf(dir, '@tensorflow/tfjs-node'));
@@ -213,7 +217,7 @@ export function probeNativeGpu(dir: string, timeoutMs = 120_000): NativeGpuRepor
   if (!binding) return { variant, usingGpu: false, devices: [], notes: [], error: `${dir} has no built binding` };
   const script = `process.stdout.write(JSON.stringify({ gpu: require(${JSON.stringify(binding)}).isUsingGpuDevice() }))`;
   const r = spawnSync(process.execPath, ['-e', script], {
-    encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '0', ELECTRON_RUN_AS_NODE: '1' },
+    encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '0', TF_FORCE_GPU_ALLOW_GROWTH: 'true', ELECTRON_RUN_AS_NODE: '1' },
   });
   // "2026-12-01 11:00:00.000000: I external/.../gpu_device.cc:2020] Created device ..." -> the message.
   const lines = (r.stderr || '').split('\n').map((l) => l.replace(/^.*?\.cc:\d+\]\s*/, '').trim()).filter(Boolean);

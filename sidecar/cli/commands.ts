@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend, measureMatmulGflops } from '../backend/choice';
-import { probeNativeGpu, type NativeGpuReport } from '../backend/native';
+import { findNativeInstalls, probeNativeGpu, type NativeGpuReport } from '../backend/native';
 import { LoraxsError } from '../errors';
 import { str, required, positiveInt, interruptSignal, interruptExitCode, type CommandSpec, type OptionSpec } from './options';
 import { loadConfig } from '../config/parse';
@@ -277,9 +277,13 @@ export const COMMANDS: Record<string, CommandSpec> = {
     positionals: 0,
     options: { json },
     async run(_p, v) {
+      // The GPU probe (a fresh process) runs before this one holds GPU memory, on the build it will most
+      // likely load; again afterwards only if another one was loaded.
+      const first = !process.env.LORAXS_BACKEND || process.env.LORAXS_BACKEND === 'tensorflow' ? findNativeInstalls()[0] : undefined;
+      const early = first ? probeNativeGpu(first.dir) : undefined;
       const info = await initBackend();
       const gflops = await measureMatmulGflops();
-      const gpu = info.name === 'tensorflow' && info.nativeDir ? probeNativeGpu(info.nativeDir) : undefined;
+      const gpu = info.name === 'tensorflow' && info.nativeDir ? (first?.dir === info.nativeDir ? early : probeNativeGpu(info.nativeDir)) : undefined;
       const report = {
         backend: info.name, threads: info.threads ?? null, gflops: Number(gflops.toFixed(2)), attempts: info.attempts, warning: info.warning ?? null,
         ...(info.name === 'tensorflow' ? { tensorflowVersion: info.tensorflowVersion ?? null, nativeDir: info.nativeDir ?? null } : {}),
