@@ -1,14 +1,29 @@
 /**
- * "LoRA-XS: Set Up Native Backend": runs the same script as `npm run setup:native` (shipped as
- * dist/setup-native.mjs) with the runtime that runs the sidecar, shows its steps as progress, and kills it
- * on cancel. A .vsix cannot carry libtensorflow (about 850 MB), so it is built on the user's machine into
+ * "LoRA-XS: Set Up Native Backend": asks for the CPU or the GPU (CUDA 12) build, runs the same script as
+ * `npm run setup:native [-- --gpu]` (shipped as dist/setup-native.mjs) with the runtime that runs the
+ * sidecar, shows its steps as progress, and kills it on cancel. A .vsix cannot carry libtensorflow (about
+ * 850 MB; 4.3 GB with the CUDA libraries), so it is built on the user's machine into
  * ~/.cache/loraxs-studio/native (or the checkout's .cache/native when the extension runs from one), where
- * the sidecar looks for it. The sidecar chooses its backend once, so the window is reloaded afterwards.
+ * the sidecar looks for it (the GPU build first). The sidecar chooses its backend once, so the window is
+ * reloaded afterwards.
  */
 import * as vscode from 'vscode';
 import { fork } from 'node:child_process';
 
 export const SETUP_NATIVE_COMMAND = 'loraxs.setupNative';
+
+interface VariantPick extends vscode.QuickPickItem {
+  args: string[];
+}
+
+const VARIANTS: VariantPick[] = [
+  { label: 'CPU', description: 'TensorFlow for the CPU', detail: 'Downloads about 274 MB from PyPI; about 850 MB installed.', args: [] },
+  {
+    label: 'GPU (CUDA 12, Linux x86-64)', description: 'TensorFlow with CUDA; needs an NVIDIA driver for CUDA 12',
+    detail: 'Downloads about 2.5 GB from PyPI (tensorflow and its nvidia-*-cu12 wheels); about 4.3 GB installed. Runs on the CPU when no GPU is visible.',
+    args: ['--gpu'],
+  },
+];
 
 interface ProgressLine {
   step: string;
@@ -24,11 +39,13 @@ export function registerNativeSetup(context: vscode.ExtensionContext, log: (line
       void vscode.window.showErrorMessage(`The native TensorFlow backend can be set up on Linux x86-64 only (this is ${process.platform}-${process.arch}); the WebAssembly backend stays in use.`);
       return;
     }
+    const variant = await vscode.window.showQuickPick(VARIANTS, { title: 'LoRA-XS: native TensorFlow backend', placeHolder: 'Which TensorFlow build to set up' });
+    if (!variant) return;
     const script = context.asAbsolutePath('dist/setup-native.mjs');
     const result = await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: 'LoRA-XS: native backend', cancellable: true },
+      { location: vscode.ProgressLocation.Notification, title: `LoRA-XS: native backend (${variant.args.length ? 'GPU' : 'CPU'})`, cancellable: true },
       (progress, token) => new Promise<ProgressLine | Error>((resolve) => {
-        const child = fork(script, ['--json-progress'], { execArgv: [], silent: true, env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' } });
+        const child = fork(script, ['--json-progress', ...variant.args], { execArgv: [], silent: true, env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' } });
         let last: ProgressLine | undefined;
         let buffered = '';
         child.stdout?.setEncoding('utf8');

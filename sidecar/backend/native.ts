@@ -17,6 +17,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import * as tf from './tf';
 
@@ -32,6 +33,8 @@ export interface NativeInstall {
   source: string;
   /** `@tensorflow/tfjs-node` or `@tensorflow/tfjs-node-gpu` (the backend uses the name to tell a GPU build). */
   packageName: string;
+  /** What it was built against: `gpu` (TensorFlow with CUDA, `setup:native --gpu`), `cpu`, or unknown. */
+  variant?: 'cpu' | 'gpu';
 }
 
 export interface NativeBackend {
@@ -64,6 +67,17 @@ function packageNameOf(dir: string, fallback: string): string {
   }
 }
 
+/** The variant in a set-up build's stamp; an installed tfjs-node-gpu package counts as `gpu`. */
+function variantOf(dir: string, packageName: string): 'cpu' | 'gpu' | undefined {
+  try {
+    const v = (JSON.parse(fs.readFileSync(path.join(dir, NATIVE_STAMP), 'utf8')) as { variant?: string }).variant;
+    if (v === 'cpu' || v === 'gpu') return v;
+  } catch {
+    /* no stamp: not built by setup-native */
+  }
+  return packageName === '@tensorflow/tfjs-node-gpu' ? 'gpu' : undefined;
+}
+
 /** Every folder the native backend could be loaded from, best first; `problems` says why others were skipped. */
 export function findNativeInstalls(env: NodeJS.ProcessEnv = process.env, problems: string[] = []): NativeInstall[] {
   const found: NativeInstall[] = [];
@@ -82,7 +96,8 @@ export function findNativeInstalls(env: NodeJS.ProcessEnv = process.env, problem
       problems.push(`${resolved} has no dist/nodejs_kernel_backend.js`);
       return;
     }
-    found.push({ dir: resolved, binding, source, packageName: packageNameOf(resolved, '@tensorflow/tfjs-node') });
+    const packageName = packageNameOf(resolved, '@tensorflow/tfjs-node');
+    found.push({ dir: resolved, binding, source, packageName, variant: variantOf(resolved, packageName) });
   };
   if (env.LORAXS_NATIVE_DIR) {
     const before = found.length;
@@ -146,6 +161,9 @@ export function loadNativeBackend(install: NativeInstall): NativeBackend {
   const req = createRequire(__filename);
   // TensorFlow's C++ INFO lines (oneDNN, CPU features) on stderr unless asked for; read when it loads.
   if (process.env.TF_CPP_MIN_LOG_LEVEL === undefined) process.env.TF_CPP_MIN_LOG_LEVEL = '2';
+  // On a GPU, TensorFlow otherwise maps nearly all of its memory at start, leaving little to a second
+  // process (the sidecar's server and a CLI run, doctor's probe); read when the GPU device is created.
+  if (process.env.TF_FORCE_GPU_ALLOW_GROWTH === undefined) process.env.TF_FORCE_GPU_ALLOW_GROWTH = 'true';
   // The binding first: if libtensorflow does not load, nothing has been registered yet.
   const binding = req(install.binding) as { TF_Version: string };
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -170,4 +188,55 @@ export function loadNativeBackend(install: NativeInstall): NativeBackend {
   }
   if (!tf.findBackendFactory('tensorflow')) tf.registerBackend('tensorflow', () => new Backend(binding, install.packageName), 3);
   return { install, tfVersion: binding.TF_Version };
+}
+
+export interface NativeGpuReport {
+  /** `gpu`: TensorFlow built with CUDA (`setup:native --gpu`); `cpu`; or unknown. */
+  variant?: 'cpu' | 'gpu';
+  /** Whether TensorFlow placed the backend on a GPU (tfjs-node's isUsingGpuDevice, in a fresh process). */
+  usingGpu: boolean;
+  /** The GPUs TensorFlow created devices for, from its log: `GPU:0 NVIDIA H200 (compute capability 9.0, 139 GB)`. */
+  devices: string[];
+  /** TensorFlow's log lines about CUDA and GPUs (why none was used, which libraries did not load). */
+  notes: string[];
+  /** When the probe itself failed (the binding did not load, timed out). */
+  error?: string;
+}
+
+/**
+ * Which GPU the native build in `dir` runs on. The binding exposes only isUsingGpuDevice(), so the names
+ * come from TensorFlow's own log ("Created device ... GPU:0 ... name: NVIDIA H200, ... compute capability:
+ * 9.0"), read from a fresh Node process that loads the binding with TF_CPP_MIN_LOG_LEVEL=0 (TensorFlow
+ * writes its log to file descriptor 2, which this process cannot capture). Takes a second or two; for
+ * `loraxs doctor`, not for every start. Run it before this process loads TensorFlow on a GPU, so the
+ * probe's device sees the GPU's free memory.
+ */
+export function probeNativeGpu(dir: string, timeoutMs = 120_000): NativeGpuReport {
+  const variant = variantOf(dir, packageNameOf(dir, '@tensorflow/tfjs-node'));
+  const binding = bindingIn(dir);
+  if (!binding) return { variant, usingGpu: false, devices: [], notes: [], error: `${dir} has no built binding` };
+  const script = `process.stdout.write(JSON.stringify({ gpu: require(${JSON.stringify(binding)}).isUsingGpuDevice() }))`;
+  const r = spawnSync(process.execPath, ['-e', script], {
+    encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '0', TF_FORCE_GPU_ALLOW_GROWTH: 'true', ELECTRON_RUN_AS_NODE: '1' },
+  });
+  // "2026-12-01 11:00:00.000000: I external/.../gpu_device.cc:2020] Created device ..." -> the message.
+  const lines = (r.stderr || '').split('\n').map((l) => l.replace(/^.*?\.cc:\d+\]\s*/, '').trim()).filter(Boolean);
+  const devices: string[] = [];
+  for (const l of lines) {
+    const m = /Created device \S*device:(GPU:\d+) with (\d+) MB memory:.*name: ([^,]+),.*compute capability: ([\d.]+)/.exec(l);
+    if (m) devices.push(`${m[1]} ${m[3].trim()} (compute capability ${m[4]}, ${(Number(m[2]) / 1024).toFixed(0)} GiB for TensorFlow)`);
+  }
+  const notes = lines.filter((l) => /cuda|gpu|dlopen|dynamic librar|driver/i.test(l) && !/Created device/.test(l)).slice(0, 8);
+  let usingGpu = false;
+  let error: string | undefined;
+  if (r.error) error = r.error.message;
+  else if (r.status !== 0) error = `the probe exited with ${r.status ?? r.signal}: ${lines.slice(-2).join(' ')}`;
+  else {
+    try {
+      usingGpu = (JSON.parse(r.stdout) as { gpu: boolean }).gpu === true;
+    } catch {
+      error = `the probe printed ${JSON.stringify(r.stdout.slice(0, 200))}`;
+    }
+  }
+  return { variant, usingGpu, devices, notes, ...(error ? { error } : {}) };
 }

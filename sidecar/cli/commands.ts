@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend, measureMatmulGflops } from '../backend/choice';
+import { findNativeInstalls, probeNativeGpu, type NativeGpuReport } from '../backend/native';
 import { LoraxsError } from '../errors';
 import { str, required, positiveInt, interruptSignal, interruptExitCode, type CommandSpec, type OptionSpec } from './options';
 import { loadConfig } from '../config/parse';
@@ -271,17 +272,28 @@ export const COMMANDS: Record<string, CommandSpec> = {
     },
   },
   doctor: {
-    summary: 'which compute backend is used and why, with a measured matmul speed',
+    summary: 'which compute backend is used and why, with a measured matmul speed (and, on native TensorFlow, which GPU)',
     usage: '[--json]',
     positionals: 0,
     options: { json },
     async run(_p, v) {
+      // The GPU probe (a fresh process) runs before this one holds GPU memory, on the build it will most
+      // likely load; again afterwards only if another one was loaded.
+      const first = !process.env.LORAXS_BACKEND || process.env.LORAXS_BACKEND === 'tensorflow' ? findNativeInstalls()[0] : undefined;
+      const early = first ? probeNativeGpu(first.dir) : undefined;
       const info = await initBackend();
       const gflops = await measureMatmulGflops();
-      const report = { backend: info.name, threads: info.threads ?? null, gflops: Number(gflops.toFixed(2)), attempts: info.attempts, warning: info.warning ?? null, node: process.version };
+      const gpu = info.name === 'tensorflow' && info.nativeDir ? (first?.dir === info.nativeDir ? early : probeNativeGpu(info.nativeDir)) : undefined;
+      const report = {
+        backend: info.name, threads: info.threads ?? null, gflops: Number(gflops.toFixed(2)), attempts: info.attempts, warning: info.warning ?? null,
+        ...(info.name === 'tensorflow' ? { tensorflowVersion: info.tensorflowVersion ?? null, nativeDir: info.nativeDir ?? null } : {}),
+        gpu: gpu ? { build: gpu.variant ?? null, inUse: gpu.usingGpu, devices: gpu.devices, notes: gpu.notes, error: gpu.error ?? null } : null,
+        node: process.version,
+      };
       print(report, v.json === true, () => [
         `backend: ${info.name}${info.threads ? `, ${info.threads} thread${info.threads > 1 ? 's' : ''}` : ''} (${gflops.toFixed(1)} GFLOP/s on a 512x512 matmul)`,
         ...info.attempts.map((a) => `  ${a.ok ? 'ok  ' : 'no  '} ${a.candidate}: ${a.why}`),
+        ...(gpu ? gpuLines(gpu) : []),
         ...(info.warning ? [`warning: ${info.warning}`] : []),
         `node ${process.version}`,
         '',
@@ -289,6 +301,31 @@ export const COMMANDS: Record<string, CommandSpec> = {
     },
   },
 };
+
+/** A plain reading of TensorFlow's cuInit failures (CUDA driver API error codes). */
+function cudaHint(note: string): string {
+  if (!/cuInit/.test(note)) return '';
+  if (/\(303\)/.test(note)) return ' (no NVIDIA driver: libcuda.so.1 could not be loaded)';
+  if (/\(100\)|NO_DEVICE/.test(note)) return ' (the NVIDIA driver sees no CUDA device)';
+  return '';
+}
+
+/** What doctor says about the GPU of the native backend. */
+function gpuLines(gpu: NativeGpuReport): string[] {
+  if (gpu.error) return [`gpu: could not ask TensorFlow (${gpu.error})`];
+  if (gpu.usingGpu) {
+    return gpu.devices.length
+      ? gpu.devices.map((d) => `gpu: ${d}`)
+      : ['gpu: TensorFlow uses a GPU (its log did not name it)'];
+  }
+  if (gpu.variant === 'gpu') {
+    return [
+      'gpu: none visible: the GPU build of TensorFlow (CUDA 12) is loaded, but it found no usable GPU, so it runs on the CPU',
+      ...gpu.notes.slice(0, 4).map((n) => `  tensorflow: ${n}${cudaHint(n)}`),
+    ];
+  }
+  return ['gpu: none (this is the CPU build of TensorFlow; `npm run setup:native -- --gpu` builds the CUDA one)'];
+}
 
 /** Makes sure an output path's folder exists (for --out FILE). */
 export function ensureParent(file: string): void {
