@@ -240,6 +240,10 @@ output: out-${seed}
     assert.match(await raw.text(), /data: \[DONE\]\n\n$/, 'the stream ends with data: [DONE]');
 
     // A client that goes away mid-stream: its sequence leaves the batch instead of running to max_tokens.
+    // The same greedy request, left to run, does reach max_tokens (no EOS first), so the check below can fail.
+    const full = await client.completions.create({ model: 'seed1', prompt, max_tokens: 400, temperature: 0 });
+    assert.equal(full.choices[0].finish_reason, 'length');
+    assert.equal(full.usage?.completion_tokens, 400);
     const tokensBefore = metricValue(await (await fetch(`${server.url}/metrics`, { headers: auth })).text(), 'loraxs_completion_tokens_total');
     const abort = new AbortController();
     const long = await fetch(`${server.url}/v1/completions`, { method: 'POST', signal: abort.signal, headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify({ model: 'seed1', prompt, max_tokens: 400, temperature: 0, stream: true }) });
