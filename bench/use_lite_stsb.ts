@@ -1,6 +1,7 @@
 /**
- * Benchmark (not a test): sentence pairs on USE-lite. STS-B (regression, scores 0–5): a fixed 2,000-pair
- * sample of train (drawn with Rng(2024)), scored by Pearson / Spearman on the full dev set (1,500 pairs);
+ * Benchmark (not a test): sentence pairs on USE-lite. STS-B (regression, scores 0–5): train is permuted with
+ * Rng(2024); its first 500 pairs are held out (the --tune validation set), the rest (5,249 pairs, or
+ * --train-size N of them) are trained on; scored by Pearson / Spearman on the full dev set (1,500 pairs);
  * MRPC (paraphrase classification): the full train set (3,668 pairs), accuracy / F1 on dev (408 pairs).
  *
  *   zero-shot          the encoder as shipped: cosine of the two sentence embeddings (nothing trained)
@@ -50,6 +51,7 @@ export const SETTINGS: Setting[] = [
   { name: 'svd-r4', label: 'LoRA-XS r 4, svd (bi)', data: 'stsb', pairMode: 'bi', rank: 4, init: 'svd' },
   { name: 'svd-r8', label: 'LoRA-XS r 8, svd (bi)', data: 'stsb', pairMode: 'bi', rank: 8, init: 'svd' },
   { name: 'svd-r16', label: 'LoRA-XS r 16, svd (bi)', data: 'stsb', pairMode: 'bi', rank: 16, init: 'svd' },
+  { name: 'svd-r32', label: 'LoRA-XS r 32, svd (bi)', data: 'stsb', pairMode: 'bi', rank: 32, init: 'svd' },
   { name: 'random-r8', label: 'LoRA-XS r 8, random (bi)', data: 'stsb', pairMode: 'bi', rank: 8, init: 'random' },
   { name: 'mrpc-head-cross', label: 'MRPC head only (cross)', data: 'mrpc', pairMode: 'cross', rank: null, init: 'svd' },
   { name: 'mrpc-head-bi', label: 'MRPC head only (bi)', data: 'mrpc', pairMode: 'bi', rank: null, init: 'svd' },
@@ -57,11 +59,10 @@ export const SETTINGS: Setting[] = [
   { name: 'mrpc-svd-r8-bi', label: 'MRPC LoRA-XS r 8, svd (bi)', data: 'mrpc', pairMode: 'bi', rank: 8, init: 'svd' },
 ];
 
-const TRAIN_SIZE = 2000;
-/** Fixed, so every run and seed sees the same 2,000 pairs. */
+/** Fixed, so every run and seed sees the same training pairs (a permutation of train with this seed). */
 const SUBSAMPLE_SEED = 2024;
 const TARGETS = [...DEFAULT_TARGETS_BY_MODEL_TYPE.use_lite];
-/** --tune: held-out train pairs (the next 500 of the same permutation) that stand in for dev. */
+/** Held-out train pairs (the first 500 of the permutation) that stand in for dev with --tune; never trained on. */
 const HELDOUT_SIZE = 500;
 
 interface RunRecord {
@@ -172,9 +173,11 @@ async function main(): Promise<void> {
       out: { type: 'string', default: path.join(root, 'bench', 'results', 'use_lite_stsb.json') },
       // Smoke runs only (not for the table): fewer training pairs and dev pairs, in a separate work folder.
       'smoke-size': { type: 'string' },
-      // Tuning the defaults without dev: validate on 500 held-out train pairs (not in the 2,000), results
+      // Tuning the defaults without dev: validate on the 500 held-out train pairs (never trained on), results
       // in bench/results/use_lite_stsb_tuning.json under "<setting>@lr=X,epochs=N".
       tune: { type: 'boolean', default: false },
+      // Training pairs taken after the held-out ones (default: all the rest of train, 5,249 pairs).
+      'train-size': { type: 'string' },
     },
   });
   const stsb = path.join(values.glue!, 'STS-B');
@@ -195,11 +198,12 @@ async function main(): Promise<void> {
   const dataDir = path.join(work, 'data');
   fs.mkdirSync(dataDir, { recursive: true });
   const train = readGlueTsv(path.join(stsb, 'train.tsv'), 'sentence1', 'sentence2', 'score');
-  const order = new Rng(SUBSAMPLE_SEED).permutation(train.length).slice(0, TRAIN_SIZE);
-  writeJsonl(path.join(dataDir, 'stsb-train.jsonl'), cut(order.map((i) => train[i])), true);
   const allOrder = new Rng(SUBSAMPLE_SEED).permutation(train.length);
+  const trainSize = values['train-size'] ? Number(values['train-size']) : train.length - HELDOUT_SIZE;
+  const order = allOrder.slice(HELDOUT_SIZE, HELDOUT_SIZE + trainSize);
+  writeJsonl(path.join(dataDir, 'stsb-train.jsonl'), cut(order.map((i) => train[i])), true);
   writeJsonl(path.join(dataDir, 'stsb-dev.jsonl'), tune
-    ? allOrder.slice(TRAIN_SIZE, TRAIN_SIZE + HELDOUT_SIZE).map((i) => train[i])
+    ? allOrder.slice(0, HELDOUT_SIZE).map((i) => train[i])
     : cut(readGlueTsv(path.join(stsb, 'dev.tsv'), 'sentence1', 'sentence2', 'score')), true);
   if (fs.existsSync(path.join(mrpc, 'train.tsv'))) {
     writeJsonl(path.join(dataDir, 'mrpc-train.jsonl'), cut(readGlueTsv(path.join(mrpc, 'train.tsv'), '#1 String', '#2 String', 'Quality')), false);
@@ -215,12 +219,12 @@ async function main(): Promise<void> {
     records.push(rec);
     const others = read();
     const merged = [...others.filter((o) => !records.some((r) => r.setting === o.setting && r.seed === o.seed)), ...records];
-    writeFileAtomic(outFile, JSON.stringify({ trainSize: TRAIN_SIZE, subsampleSeed: SUBSAMPLE_SEED, ...opts, batchSize: 32, maxLength: 64, targets: TARGETS, runs: merged }, null, 2) + '\n');
+    writeFileAtomic(outFile, JSON.stringify({ trainSize: order.length, heldOut: HELDOUT_SIZE, subsampleSeed: SUBSAMPLE_SEED, ...opts, batchSize: 32, maxLength: 64, targets: TARGETS, runs: merged }, null, 2) + '\n');
   };
   for (const seed of seeds) {
     for (const s of SETTINGS.filter((x) => only.includes(x.name))) {
       const seedOf = s.rank === 'none' ? 0 : seed; // zero-shot has no randomness
-      const key = tune && s.rank !== 'none' ? `${s.name}@lr=${opts.lr},epochs=${opts.epochs}${opts.dropout === null ? '' : `,dropout=${opts.dropout}`}` : s.name;
+      const key = tune && s.rank !== 'none' ? `${s.name}@n=${order.length},lr=${opts.lr},epochs=${opts.epochs}${opts.dropout === null ? '' : `,dropout=${opts.dropout}`}` : s.name;
       if (records.some((r) => r.setting === key && r.seed === seedOf)) continue;
       if (s.data === 'mrpc' && !fs.existsSync(path.join(dataDir, 'mrpc-train.jsonl'))) {
         process.stderr.write(`MRPC not found in ${mrpc}: skipping ${s.name}\n`);
