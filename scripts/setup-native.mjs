@@ -70,7 +70,7 @@ export const CUDA_WHEELS = [
   ['nvidia-cusparse-cu12', '12.5.1.3', 'nvidia_cusparse_cu12-12.5.1.3-py3-none-manylinux2014_x86_64.whl', '016df8e993c437e8301e62739f01775cba988fd5253cd4c64173f8e8d2f8e752'],
   ['nvidia-nccl-cu12', '2.27.7', 'nvidia_nccl_cu12-2.27.7-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl', 'de5ba5562f08029a19cb1cd659404b18411ed0d6c90ac5f52f30bf99ad5809aa'],
   ['nvidia-nvjitlink-cu12', '12.5.82', 'nvidia_nvjitlink_cu12-12.5.82-py3-none-manylinux2014_x86_64.whl', 'f9b37bc5c8cf7509665cb6ada5aaa0ce65618f2332b7d3e78e9790511f111212'],
-].map(([name, version, file, sha256]) => ({ name, version, requirement: `${name}==${version}`, file, sha256, platform: 'manylinux2014_x86_64' }));
+].map(([name, version, file, sha256]) => ({ name, version, requirement: `${name}==${version}`, file, sha256 }));
 /** Free space the GPU build needs: its wheels (2.5 GB, unless cached) and the installed folder (4.3 GB). */
 const GPU_WHEELS_BYTES = 2.6e9;
 const GPU_INSTALL_BYTES = 4.3e9;
@@ -180,7 +180,7 @@ function nodeHeaders(cacheDir) {
  * `pip download` (no dependencies, hash-pinned: pip itself refuses a wheel whose sha256 differs). Returns
  * their paths, in order.
  */
-function ensureWheels(cacheDir, wheels, python, { what, platforms }) {
+function ensureWheels(cacheDir, wheels, python, { what, platforms, size }) {
   const wheelsDir = path.join(cacheDir, 'wheels');
   const missing = [];
   for (const wheel of wheels) {
@@ -202,7 +202,7 @@ function ensureWheels(cacheDir, wheels, python, { what, platforms }) {
   try {
     const req = path.join(tmp, 'requirements.txt');
     fs.writeFileSync(req, missing.map((w) => `${w.requirement} --hash=sha256:${w.sha256}\n`).join(''));
-    say('wheel', `downloading ${missing.length === 1 ? missing[0].requirement : `${missing.length} ${what} wheels`} (${platforms.join(', ')}, ${what === 'TensorFlow' ? wheels[0].size : 'about 1.9 GB'}) with pip`);
+    say('wheel', `downloading ${missing.length === 1 ? missing[0].requirement : `${missing.length} ${what} wheels`} (${platforms.join(', ')}, ${size}) with pip`);
     run(python, ['-m', 'pip', 'download', '--disable-pip-version-check', '--no-deps', '--only-binary=:all:', ...platforms.flatMap((p) => ['--platform', p]),
       '--python-version', '3.12', '--implementation', 'cp', '--require-hashes', '-r', req, '--dest', tmp], { hint: `pip could not download the ${what} wheel${missing.length > 1 ? 's' : ''} from PyPI` });
     for (const wheel of missing) {
@@ -491,12 +491,12 @@ async function main() {
     if (free < need) fail(`the GPU build needs about ${(need / 1e9).toFixed(1)} GB free in ${cacheDir} (${(free / 1e9).toFixed(1)} GB are); free some space or pass --dir`);
   }
 
-  const [wheelFile] = ensureWheels(cacheDir, [wheel], python, { what: 'TensorFlow', platforms: [wheel.platform] });
+  const [wheelFile] = ensureWheels(cacheDir, [wheel], python, { what: 'TensorFlow', platforms: [wheel.platform], size: wheel.size });
   let nvidiaWheels = [];
   if (gpu) {
     checkCudaPins(cudaRequirements(wheelFile, python));
     say('wheel', `the wheel's and-cuda extra matches the ${CUDA_WHEELS.length} pinned nvidia-*-cu12 wheels`);
-    nvidiaWheels = ensureWheels(cacheDir, CUDA_WHEELS, python, { what: 'CUDA', platforms: ['manylinux2014_x86_64', 'manylinux_2_17_x86_64'] });
+    nvidiaWheels = ensureWheels(cacheDir, CUDA_WHEELS, python, { what: 'CUDA', platforms: ['manylinux2014_x86_64', 'manylinux_2_17_x86_64'], size: 'about 1.94 GB' });
   }
 
   // A fresh folder each build, renamed over the old one at the end, so a failed build leaves the old one.

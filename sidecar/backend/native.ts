@@ -215,6 +215,8 @@ export function probeNativeGpu(dir: string, timeoutMs = 120_000): NativeGpuRepor
   const variant = variantOf(dir, packageNameOf(dir, '@tensorflow/tfjs-node'));
   const binding = bindingIn(dir);
   if (!binding) return { variant, usingGpu: false, devices: [], notes: [], error: `${dir} has no built binding` };
+  // A build whose stamp says CPU has no CUDA in it: nothing to ask a second TensorFlow process.
+  if (variant === 'cpu') return { variant, usingGpu: false, devices: [], notes: [] };
   const script = `process.stdout.write(JSON.stringify({ gpu: require(${JSON.stringify(binding)}).isUsingGpuDevice() }))`;
   const r = spawnSync(process.execPath, ['-e', script], {
     encoding: 'utf8', timeout: timeoutMs, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: '0', TF_FORCE_GPU_ALLOW_GROWTH: 'true', ELECTRON_RUN_AS_NODE: '1' },
