@@ -1,7 +1,7 @@
 /**
  * The sidecar's entry (bundled to dist/sidecar.js): the LoRA-XS language server over stdio or node IPC
  * (`--stdio`, `--node-ipc`, as vscode-languageclient starts it). The same bundle, started as a worker
- * thread with a job in its workerData, runs training, merging and exporting (lsp/job_worker.ts).
+ * thread with a job in its workerData, runs training, merging and exporting (engine/job_thread.ts).
  *
  * Over stdio the framing is checked (lsp/framing.ts): a framing error is logged to stderr and the process
  * exits with FRAMING_ERROR_EXIT_CODE, so the client restarts it rather than waiting forever.
@@ -9,7 +9,7 @@
 import { format } from 'node:util';
 import { ProposedFeatures, StreamMessageWriter, createConnection } from 'vscode-languageserver/node';
 import type { Connection } from 'vscode-languageserver/node';
-import { isJobWorker, runJobWorker } from './lsp/job_worker';
+import { isJobWorker, runJobWorker } from './engine/job_thread';
 import { startLanguageServer } from './lsp/language_server';
 import { isSyntaxWorker, runSyntaxWorker } from './lsp/diagnostics';
 import { CheckedStreamMessageReader, FramingChecker, partialMessageTimeoutMs } from './lsp/framing';

@@ -18,7 +18,7 @@ import * as tf from '../sidecar/backend/tf';
 import { initBackend } from '../sidecar/backend/choice';
 import { findNativeInstalls, NATIVE_STAMP } from '../sidecar/backend/native';
 import { repoRoot } from './paths';
-import { startJob } from '../sidecar/lsp/job_worker';
+import { startJob } from '../sidecar/engine/job_thread';
 import { GOOD_CONFIG, makeWorkspace, sidecarBundle } from './lsp_harness';
 import type { JobEvent } from '../sidecar/records';
 

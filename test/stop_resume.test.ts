@@ -241,3 +241,23 @@ for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     t.diagnostic(`resumed: metrics equal, ${bytes} bytes of output files identical`);
   });
 }
+
+// One update that never ends (LORAXS_FAULT=stall-update@6 blocks the training thread, as a kernel that does
+// not return would). The CLI trains in a worker thread, so the signal is answered while the update is
+// stuck; a second signal quits at once. Update 6 never finished, so the run resumes from the checkpoint on
+// disk (update 4: written when update 5's loss came out finite) and ends as the uninterrupted run does.
+test('SIGTERM while one update is stuck: answered at once, a second SIGTERM quits (143); resume finishes identically', async (t) => {
+  const out = 'out-stall';
+  const run = start(['train', ws.config('stall', yaml(out))], { LORAXS_FAULT: 'stall-update@6' });
+  await waitUntil(run, () => /stalling update 6/.test(run.stderr()), 'the stall of update 6');
+  process.kill(run.pid, 'SIGTERM');
+  await waitUntil(run, () => /cancelling \(SIGTERM\)/.test(run.stderr()), 'an answer to the first SIGTERM');
+  process.kill(run.pid, 'SIGTERM');
+  const r = await finish(run);
+  assert.equal(r.code, 143, `exit ${r.code} (${r.signal})\n${run.stderr()}`);
+  assert.match(run.stderr(), /SIGTERM again: quitting at once/);
+  assert.equal(updates(out), 5, 'updates 1-5 were logged, update 6 never finished');
+  assert.equal(checkpointStep(path.join(ws.dir, out, 'checkpoint')), 4);
+  const bytes = await resumeAndCompare('stall', out, /resuming at update 4 /);
+  t.diagnostic(`resumed: metrics equal, ${bytes} bytes of output files identical`);
+});

@@ -14,6 +14,7 @@ import { describePairMode } from '../config/pair_mode';
 import { headDescription } from '../loraxs/param_counts';
 import { stderrEvents, stderrProgress } from './progress';
 import { runJob } from '../engine/jobs';
+import { runJobInThread } from './job_in_thread';
 import { resolveModelDir, resolveModelSource, resolveParamsSource } from '../engine/model_source';
 import { predictToFile } from '../engine/predict';
 import { EXPORT_FORMATS, type ExportFormat } from '../records';
@@ -78,7 +79,7 @@ export const COMMANDS: Record<string, CommandSpec> = {
     },
     async run([file], v) {
       const stop = interruptSignal('saving a checkpoint of the last complete update');
-      const job = await runJob({ kind: 'train', configFile: file, resume: v.resume === true, overwrite: v.overwrite === true, headOnly: v['head-only'] === true }, stderrProgress(), stop);
+      const job = await runJobInThread({ kind: 'train', configFile: file, resume: v.resume === true, overwrite: v.overwrite === true, headOnly: v['head-only'] === true }, stderrProgress(), stop);
       if (job.kind !== 'train') throw new Error(`internal error: a train job returned ${job.kind}`);
       const result = job.result;
       print(result, v.json === true, () =>

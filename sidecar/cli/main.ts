@@ -11,6 +11,7 @@ import { LoraxsError } from '../errors';
 import { exitCodeOf, toFsUserError } from '../io/fs_errors';
 import { placeConfigError } from '../config/parse';
 import { COMMANDS } from './commands';
+import { isJobWorker, runJobWorker } from '../engine/job_thread';
 import type { CommandSpec } from './options';
 
 const VERSION = '0.1.0';
@@ -94,4 +95,6 @@ export function run(argv: string[]): void {
   );
 }
 
-if (require.main === module) run(process.argv.slice(2));
+// Started as the worker thread of a long job (cli/job_in_thread.ts): run the job, not the command line.
+if (isJobWorker()) void runJobWorker();
+else if (require.main === module) run(process.argv.slice(2));

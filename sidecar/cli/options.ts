@@ -67,8 +67,9 @@ export interface InterruptReason {
 /**
  * Ctrl-C (SIGINT) or SIGTERM asks the engine to stop at its next safe point (`what` says what happens
  * then); the signal's `reason` is an InterruptReason (see interruptExitCode). A second signal of either
- * kind exits at once, 130 after Ctrl-C, 143 after SIGTERM. The engine must yield to the event loop for
- * the handlers to run (the training loop does before each micro-batch). Windows delivers no SIGTERM.
+ * kind exits at once, 130 after Ctrl-C, 143 after SIGTERM. The handlers run on this thread's event loop:
+ * `train` computes in a worker thread (job_in_thread.ts), so they run at once; a job run in this thread
+ * must yield to the event loop for them to run. Windows delivers no SIGTERM.
  */
 export function interruptSignal(what: string): AbortSignal {
   const controller = new AbortController();

@@ -1,6 +1,6 @@
 /**
  * The one job runner both front ends use: `loraxs train|merge|export|eval|ablate|launch` (cli/) and the sidecar's job
- * worker thread (lsp/job_worker.ts). It does everything a job needs before and around its stage, in the
+ * worker thread (engine/job_thread.ts). It does everything a job needs before and around its stage, in the
  * same order for both, so they behave the same:
  *
  *   1. the compute backend is initialised before any tensor is touched (a resume reads tensors);

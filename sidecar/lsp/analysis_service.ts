@@ -1,6 +1,6 @@
 /**
  * `loraxs/ablate`, `loraxs/cancelAblation` and `loraxs/readAnalysis`: analyses run one at a time in a
- * worker thread (job_worker.ts, job kind `ablate`), so the server keeps answering while a sweep computes;
+ * worker thread (engine/job_thread.ts, job kind `ablate`), so the server keeps answering while a sweep computes;
  * the engine's events go out as AblateProgressNotification. Refused in an untrusted workspace.
  */
 import * as path from 'node:path';

@@ -1,7 +1,7 @@
 /**
  * `loraxs/train` (the engine, or `launch` for a config with `compute.backend: torch`), `loraxs/cancelTraining`,
  * `loraxs/merge`, `loraxs/export` and `loraxs/eval`: one job at a time, in a
- * worker thread (job_worker.ts), with the engine's events forwarded as TrainProgressNotification and the
+ * worker thread (engine/job_thread.ts), with the engine's events forwarded as TrainProgressNotification and the
  * sidecar's state as StatusNotification (busy while a job runs). Refused in an untrusted workspace.
  * An output that exists is refused by the job's pre-flight with OutputErrorData `output-exists` unless the
  * request says `overwrite` (or, training, `resume`): the client asks the user and sends it again.
@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import type { CancellationToken, Connection } from 'vscode-languageserver/node';
 import { CancelTrainingRequest, EvalRequest, ExportRequest, MergeRequest, StatusNotification, TrainProgressNotification, TrainRequest } from '../protocol';
 import { EXPORT_FORMATS } from '../records';
-import type { JobSpec, RunningJob } from './job_worker';
+import type { JobSpec, RunningJob } from '../engine/job_thread';
 import type { JobEvent } from '../records';
 import { JobSlot, refuse } from './job_slot';
 import { uriToPath } from './config_uri';

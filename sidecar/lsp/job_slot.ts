@@ -1,13 +1,13 @@
 /**
- * One job at a time in a worker thread (job_worker.ts): starting it with its events forwarded, the
+ * One job at a time in a worker thread (engine/job_thread.ts): starting it with its events forwarded, the
  * sidecar's status busy while it runs and idle after, cancelling it by id, stopping it at shutdown.
  * The training service (train, merge, export) and the ablation service each own one slot.
  */
 import { LSPErrorCodes, ResponseError } from 'vscode-languageserver/node';
 import type { CancellationToken, Connection } from 'vscode-languageserver/node';
 import type { StatusNotification } from '../protocol';
-import { startJob } from './job_worker';
-import type { JobSpec, RunningJob } from './job_worker';
+import { startJob } from '../engine/job_thread';
+import type { JobSpec, RunningJob } from '../engine/job_thread';
 import type { JobEvent } from '../records';
 import { toResponseError } from './response_errors';
 

@@ -33,6 +33,7 @@ import type { RunConfig } from '../config/types';
 import type { Example } from '../io/examples';
 import { readExamples, runChatTemplate } from '../session/run_data';
 import { evaluateWithGeneration } from './eval_generate';
+import { stallIfFaultDue } from './stall_fault';
 import { writeFileAtomic } from '../io/atomic_write';
 import { loadTokenizer } from '../io/tokenizer';
 import { readModelConfig } from '../io/model_config';
@@ -236,6 +237,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
             cancelled = true;
             break;
           }
+          if (batch === group[0]) stallIfFaultDue(pos.step + 1);
           const inputs = batchInputs(batch);
           const { value, grads: g } = tf.variableGrads(() => {
             const logits = session.logits(inputs, true, dropoutRng);

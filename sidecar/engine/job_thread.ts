@@ -1,6 +1,8 @@
 /**
- * Long jobs (train, merge, export) run in a worker thread, so the language server keeps answering
- * (diagnostics, hover, cancel) while TensorFlow.js computes. The worker is the sidecar bundle itself,
+ * Long jobs run in a worker thread, so the thread that started them keeps answering while TensorFlow.js
+ * computes: the language server (diagnostics, hover, cancel) runs train, merge and export there; the CLI
+ * runs train and ablate there, so Ctrl-C and SIGTERM are seen at once, even while one long kernel runs
+ * (a second signal then quits at once). The worker is the bundle itself (dist/sidecar.js or dist/cli.js),
  * started with `workerData.loraxsJob`; it posts the engine's events and the result back.
  *
  * Cancelling sets a flag in shared memory that the training loop reads at every update (as its
@@ -8,9 +10,8 @@
  * would only arrive after the run.
  */
 import { Worker, parentPort, workerData } from 'node:worker_threads';
-import { runJob, type JobSpec } from '../engine/jobs';
-import { deserializeError, serializeError } from './response_errors';
-import type { SerializedError } from './response_errors';
+import { runJob, type JobSpec } from './jobs';
+import { deserializeError, serializeError, type SerializedError } from './job_errors';
 import type { JobEvent, JobResult } from '../records';
 
 export type { JobSpec };
