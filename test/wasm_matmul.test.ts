@@ -2,14 +2,16 @@
  * The wasm BatchMatMul wrapper (sidecar/wasm_matmul.ts) against tfjs's pure-JS cpu backend (a second
  * implementation): every combination of transpose flags, 2-D, a batch with a shared right operand, and a
  * batch of right operands (attention), plus the gradients (which ask for transposed products), within
- * float32 summation-order error; and the backend set-up must install it.
+ * float32 summation-order error; and the backend set-up must install it. Large right operands without
+ * flags (a frozen W in dy · W) must leave no XNNPACK packed copy behind (the wasm heap must not hold each
+ * weight twice).
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as tf from '../sidecar/backend/tf';
 import { initBackend } from '../sidecar/backend/choice';
 import { Rng } from '../sidecar/rng';
-import { wasmMatMulPatched } from '../sidecar/backend/wasm_matmul';
+import { PACK_COPY_ELEMENTS, wasmMatMulPatched } from '../sidecar/backend/wasm_matmul';
 
 const CASES: Array<[number[], number[], boolean, boolean]> = [
   [[5, 7], [7, 3], false, false], [[5, 7], [3, 7], false, true], [[7, 5], [7, 3], true, false], [[7, 5], [3, 7], true, true],
@@ -64,4 +66,36 @@ test('the wasm backend set-up installs the BatchMatMul wrapper', async () => {
   const y = tf.matMul(tf.ones([2, 3]), tf.ones([4, 3]), false, true);
   assert.deepEqual(y.shape, [2, 4]);
   assert.deepEqual(Array.from(y.dataSync()), new Array(8).fill(3));
+});
+
+// XNNPACK caches an operator with a packed copy of every right operand it multiplies without flags, until
+// that tensor is disposed; frozen weights never are, so a model's weights were held twice in the 4 GB heap
+// (Qwen2-0.5B-shaped ran out of it; tfjs-wasm then leaves the product unwritten). The wrapper copies large
+// right operands first, so the packed copy lives for one call. Without it the heap grew by 499 MiB here
+// (twice the weights); with it by about their bytes once.
+test('products with large frozen right operands keep no packed copy in the wasm heap, and stay exact', async () => {
+  const info = await initBackend();
+  if (info.name !== 'wasm') return;
+  const heapBytes = (): number => (tf.backend() as unknown as { wasm: { HEAPU8: Uint8Array } }).wasm.HEAPU8.buffer.byteLength;
+  const n = 1024;
+  const count = 64; // 64 weights of 4 MiB: 256 MiB
+  assert.ok(n * n >= PACK_COPY_ELEMENTS);
+  const x = tf.tensor2d(values([4, n], 5), [4, n]);
+  const before = heapBytes();
+  const weights = Array.from({ length: count }, (_, i) => tf.tensor2d(values([n, n], 100 + i), [n, n]));
+  for (const w of weights) tf.matMul(x, w).dispose();
+  const grown = heapBytes() - before;
+  const weightBytes = count * n * n * 4;
+  assert.ok(grown < 1.5 * weightBytes, `the heap grew by ${(grown / 2 ** 20).toFixed(0)} MiB for ${(weightBytes / 2 ** 20).toFixed(0)} MiB of weights`);
+  // The copied path gives the product: against float64 sums for the last weight.
+  const y = tf.matMul(x, weights[count - 1]).dataSync();
+  const xs = values([4, n], 5);
+  const ws = values([n, n], 100 + count - 1);
+  for (const [i, j] of [[0, 0], [1, 517], [3, n - 1]]) {
+    let want = 0;
+    for (let k = 0; k < n; k++) want += xs[i * n + k] * ws[k * n + j];
+    assert.ok(Math.abs(y[i * n + j] - want) <= 1e-4 * (1 + Math.abs(want)), `y[${i}, ${j}] = ${y[i * n + j]}, float64 ${want}`);
+  }
+  for (const w of weights) w.dispose();
+  x.dispose();
 });

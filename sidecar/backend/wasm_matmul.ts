@@ -7,10 +7,21 @@
  * flagged operands with the Transpose kernel (a copy, O(size)) and runs a shared right operand's batch as
  * one 2-D product, through the original kernel without flags: the same products, summed in XNNPACK's
  * order. Batches of right operands (attention) keep the original kernel.
+ *
+ * XNNPACK keeps, for every right operand it has seen without flags, an operator holding a packed copy of
+ * it, freed only when that tensor is disposed. A frozen weight W is such an operand in every backward
+ * pass (dy · W), so a model's weights were held twice: Qwen2-0.5B-shaped (1.98 GB) ran out of the 4 GB
+ * heap, where tfjs-wasm only warns ("xnn_create_fully_connected_nc_f32 ... status 6") and leaves the
+ * product's output unwritten (wrong numbers), and the next steps crawled. A right operand of
+ * PACK_COPY_ELEMENTS or more is therefore copied first (Identity, O(size)), so its packed copy lives for
+ * this call only, as a transposed operand's always did.
  */
 import * as tf from './tf';
 
 let patched = false;
+
+/** Right operands this large (1 MiB of float32) are copied before XNNPACK sees them (see the top). */
+export const PACK_COPY_ELEMENTS = 1 << 18;
 
 type Info = tf.TensorInfo;
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -27,8 +38,8 @@ export function wasmMatMulPatched(): boolean {
 export function patchWasmMatMul(): void {
   if (patched) return;
   const original = tf.getKernel('BatchMatMul', 'wasm');
-  const kernels = { transpose: tf.getKernel('Transpose', 'wasm'), reshape: tf.getKernel('Reshape', 'wasm') };
-  if (!original || !kernels.transpose || !kernels.reshape) return;
+  const kernels = { transpose: tf.getKernel('Transpose', 'wasm'), reshape: tf.getKernel('Reshape', 'wasm'), identity: tf.getKernel('Identity', 'wasm') };
+  if (!original || !kernels.transpose || !kernels.reshape || !kernels.identity) return;
   const k = kernels as Required<{ [K in keyof typeof kernels]: tf.KernelConfig }>;
   patched = true;
   tf.unregisterKernel('BatchMatMul', 'wasm');
@@ -41,13 +52,20 @@ export function patchWasmMatMul(): void {
       const backend = args.backend as unknown as WasmBackendLike;
       const attrs = args.attrs as unknown as { transposeA: boolean; transposeB: boolean };
       const inputs = args.inputs as unknown as { a: Info; b: Info };
-      if (!attrs.transposeA && !attrs.transposeB && sizeOf(inputs.a.shape.slice(0, -2)) === 1) return original.kernelFunc(args);
       const temporaries: Info[] = [];
       const run = (config: tf.KernelConfig, inputs: object, attrs: object): Info => {
         const t = config.kernelFunc({ inputs, backend: args.backend, attrs } as unknown as KernelArgs) as Info;
         temporaries.push(t);
         return t;
       };
+      if (!attrs.transposeA && !attrs.transposeB && sizeOf(inputs.a.shape.slice(0, -2)) === 1) {
+        if (sizeOf(inputs.b.shape) < PACK_COPY_ELEMENTS) return original.kernelFunc(args);
+        try {
+          return original.kernelFunc({ ...args, inputs: { a: inputs.a, b: run(k.identity, { x: inputs.b }, {}) } } as unknown as KernelArgs) as Info;
+        } finally {
+          for (const t of temporaries) backend.disposeData(t.dataId);
+        }
+      }
       // A batch of right operands (attention's products) stays on the original kernel: XNNPACK packs its
       // right operand per call, so one small product per batch entry is slower than the plain loop.
       if (sizeOf(inputs.b.shape.slice(0, -2)) > 1) return original.kernelFunc(args);
