@@ -109,7 +109,11 @@ function llamaTensors(c: Record<string, number>): Array<[string, Shape, 'normal'
     if (qkvBias) t.push([`${p}.self_attn.q_proj.bias`, [q], 'zeros'], [`${p}.self_attn.k_proj.bias`, [kv], 'zeros'], [`${p}.self_attn.v_proj.bias`, [kv], 'zeros']);
     t.push([`${p}.mlp.gate_proj.weight`, [f, h], 'normal'], [`${p}.mlp.up_proj.weight`, [f, h], 'normal'], [`${p}.mlp.down_proj.weight`, [h, f], 'normal']);
   }
-  t.push(['model.norm.weight', [h], 'ones'], ['score.weight', [2, h], 'normal']);
+  t.push(['model.norm.weight', [h], 'ones']);
+  // The task head: a causal LM's output matrix (none when tied to the embeddings), else the classifier.
+  const causalLm = ((c as Record<string, unknown>).architectures as string[] | undefined)?.[0]?.endsWith('ForCausalLM') === true;
+  if (!causalLm) t.push(['score.weight', [2, h], 'normal']);
+  else if (!(c as Record<string, unknown>).tie_word_embeddings) t.push(['lm_head.weight', [c.vocab_size, h], 'normal']);
   return t;
 }
 

@@ -47,6 +47,15 @@ function targets(r) {
       ratio: `${f(ratio(r.merge.merge_gbps, r.merge.copy_file_gbps))} of copyFile, ${f(ratio(r.merge.merge_gbps, r.merge.buffer_copy_gbps))} of Buffer copy`,
       met: r.merge.merge_gbps >= 0.5 * r.merge.copy_file_gbps,
     });
+    const lm = r.merge.causal_lm;
+    if (lm) {
+      out.push({
+        target: 'merge ≥ ½ the speed of copying the same bytes (causal LM: file copied, merged weights written over it)',
+        measured: `merge ${f(lm.merge_gbps, 3)} GB/s; fs.copyFile ${f(lm.copy_file_gbps, 3)} GB/s; Buffer read+write ${f(lm.buffer_copy_gbps, 3)} GB/s`,
+        ratio: `${f(ratio(lm.merge_gbps, lm.copy_file_gbps))} of copyFile, ${f(ratio(lm.merge_gbps, lm.buffer_copy_gbps))} of Buffer copy`,
+        met: lm.merge_gbps >= 0.5 * lm.copy_file_gbps,
+      });
+    }
     const a = r.merge.adapter;
     out.push({
       target: 'adapter.safetensors ≤ 4·Σr² + 2 KB',
@@ -131,6 +140,8 @@ function markdown(r) {
     L.push('', '## Merge and adapter size', '',
       `${g.model} checkpoint (${(g.checkpoint_bytes / 1e6).toFixed(0)} MB, ${g.merged_modules} modules merged): merge ${f(g.merge_gbps, 3)} GB/s ` +
       `(median of ${g.merge_s.length}: ${g.merge_s.map((s) => f(s, 1)).join(', ')} s), fs.copyFile ${f(g.copy_file_gbps, 3)} GB/s, Buffer read + write ${f(g.buffer_copy_gbps, 3)} GB/s. ${g.note}.`, '',
+      ...(g.causal_lm ? [`${g.causal_lm.model} causal-LM checkpoint (${(g.causal_lm.checkpoint_bytes / 1e6).toFixed(0)} MB, ${g.causal_lm.merged_modules} modules merged): merge ${f(g.causal_lm.merge_gbps, 3)} GB/s ` +
+        `(median of ${g.causal_lm.merge_s.length}: ${g.causal_lm.merge_s.map((s) => f(s, 2)).join(', ')} s), fs.copyFile ${f(g.causal_lm.copy_file_gbps, 3)} GB/s, Buffer read + write ${f(g.causal_lm.buffer_copy_gbps, 3)} GB/s. ${g.causal_lm.note}.`, ''] : []),
       `adapter.safetensors: ${g.adapter.adapter_safetensors_bytes} bytes for Σr² = ${g.adapter.sum_r2} (4·Σr² = ${4 * g.adapter.sum_r2}, bound 4·Σr² + 2048 = ${g.adapter.bound_bytes}); ` +
       `whole folder: ${Object.entries(g.adapter.folder_files_bytes).map(([k, b]) => `${k} ${b} B`).join(', ')}.`);
   }

@@ -11,7 +11,7 @@ import { initBackend } from '../sidecar/backend/choice';
 import { Rng } from '../sidecar/rng';
 import { LoraxsError } from '../sidecar/errors';
 import type { SvdConfig } from '../sidecar/config/types';
-import { readSafetensorsHeader, readTensorFloat32 } from '../sidecar/io/safetensors';
+import { readSafetensorsHeader, readTensorBytes, readTensorFloat32, writeSafetensors } from '../sidecar/io/safetensors';
 import { resolveTargets } from '../sidecar/loraxs/targets';
 import { initR, moduleRng } from '../sidecar/loraxs/init';
 import {
@@ -241,5 +241,63 @@ test('writeHfModel: config for the head, F16 conversion, sharding with an index,
     assert.ok(!fs.existsSync(path.join(single, 'model.safetensors.index.json')));
   } finally {
     a.dispose();
+  }
+});
+
+// A merge whose output keeps exactly the source file's tensors copies the file and writes the merged
+// tensors over their ranges: the result must hold the same tensors as writing everything anew, the source
+// must be untouched, and any difference in the tensor set (a head added, another dtype) writes anew.
+test('writeHfModel from a source file: copied and patched in place equals written anew; other tensor sets are written anew', () => {
+  const dir = tempDir();
+  const srcFile = path.join(dir, 'model.safetensors');
+  const rng = new Rng(3);
+  const stored = [
+    { name: 'model.embed_tokens.weight', dtype: 'BF16' as const, shape: [6, 4] },
+    { name: 'model.layers.0.self_attn.q_proj.weight', dtype: 'BF16' as const, shape: [4, 4] },
+    { name: 'model.norm.weight', dtype: 'BF16' as const, shape: [4] },
+  ];
+  const bf16 = (n: number): Uint8Array => {
+    const f = rng.normalArray(n);
+    const u = new Uint16Array(n);
+    for (let i = 0; i < n; i++) u[i] = new Uint32Array(new Float32Array([f[i]]).buffer)[0] >>> 16;
+    return new Uint8Array(u.buffer);
+  };
+  writeSafetensors(srcFile, stored.map((t) => ({ ...t, data: bf16(t.shape.reduce((a, b) => a * b, 1)) })), { format: 'pt', written_by: 'the source' });
+  const source = readSafetensorsHeader(srcFile);
+  const before = fs.readFileSync(srcFile);
+  const merged = tf.tensor2d(Float32Array.from({ length: 16 }, (_, i) => (i - 7.3) / 3), [4, 4]);
+  const tensors = (extra = false) => {
+    const m = new Map<string, Parameters<typeof writeHfModel>[1]['tensors'] extends Map<string, infer V> ? V : never>();
+    for (const t of stored) {
+      const e = source.tensors.get(t.name)!;
+      m.set(t.name, t.name.includes('q_proj') ? merged : { shape: e.shape, dtype: e.dtype, read: () => readTensorBytes(source, t.name) });
+    }
+    if (extra) m.set('score.weight', { shape: [2, 4], data: new Float32Array(8).fill(0.5) });
+    return m;
+  };
+  const config = { model_type: 'llama', architectures: ['LlamaForCausalLM'] };
+  try {
+    const patched = path.join(dir, 'patched');
+    const anew = path.join(dir, 'anew');
+    writeHfModel(patched, { config, tensors: tensors(), dtype: 'bfloat16', source });
+    writeHfModel(anew, { config, tensors: tensors(), dtype: 'bfloat16', source: false });
+    const hp = readSafetensorsHeader(path.join(patched, 'model.safetensors'));
+    const ha = readSafetensorsHeader(path.join(anew, 'model.safetensors'));
+    assert.equal(hp.metadata.written_by, 'the source', 'the patched file is a copy of the source');
+    assert.equal(ha.metadata.written_by, undefined);
+    for (const t of stored) assert.deepEqual(readTensorBytes(hp, t.name), readTensorBytes(ha, t.name), t.name);
+    assert.notDeepEqual(readTensorBytes(hp, stored[1].name), readTensorBytes(source, stored[1].name), 'the merged tensor was written');
+    assert.ok(fs.readFileSync(srcFile).equals(before), 'the source file is untouched');
+    assert.ok(fs.existsSync(path.join(patched, 'config.json')));
+    // A head added: the tensor set differs, so the file is written anew (with the head in it).
+    const withHead = path.join(dir, 'with-head');
+    writeHfModel(withHead, { config, tensors: tensors(true), dtype: 'bfloat16', source });
+    assert.ok(readSafetensorsHeader(path.join(withHead, 'model.safetensors')).tensors.has('score.weight'));
+    // Another output dtype: written anew, in that dtype.
+    const f32 = path.join(dir, 'f32');
+    writeHfModel(f32, { config, tensors: tensors(), dtype: 'float32', source });
+    assert.equal(readSafetensorsHeader(path.join(f32, 'model.safetensors')).tensors.get(stored[0].name)!.dtype, 'F32');
+  } finally {
+    merged.dispose();
   }
 });

@@ -70,6 +70,8 @@ export async function mergeRun(config: RunConfig, adapterDir: string, outDir: st
       copyFrom: config.model,
       chatTemplate: snapshot.chatTemplate,
       write,
+      // One weight file whose tensors the merged model keeps as they are: copied, merged weights written over it.
+      source: ckpt.files.length === 1 && [...ckpt.tensors].every(([name, l]) => l.sourceName === name) ? ckpt.tensors.values().next().value?.header ?? false : false,
     });
   } finally {
     for (const key of merged?.mergedNames ?? []) merged!.weights.get(key)?.dispose();

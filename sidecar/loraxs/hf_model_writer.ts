@@ -4,11 +4,16 @@
  * as `model.safetensors`, or shards `model-0000i-of-0000n.safetensors` + `model.safetensors.index.json`
  * beyond 2 GB, and the tokenizer files copied from the base model. The folder is written atomically
  * (folder_swap.ts; `write` adds the marker `.loraxs-output` and refuses to replace a folder LoRA-XS did not write).
+ *
+ * When the merged model holds exactly the source file's tensors (same names, dtypes and shapes: a decoder
+ * merged for causal LM, one weight file), the file is copied (fs.copyFile, which the kernel does without
+ * passing the bytes through Node) and only the merged tensors' bytes are written over it, in place
+ * (`patchedModelFile`); otherwise every tensor is written anew.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tf from '../backend/tf';
-import { bytesToFloat32, float32ToDtype, writeSafetensorsStreaming, type Dtype, type LazyTensorToWrite } from '../io/safetensors';
+import { bytesToFloat32, float32ToDtype, writeSafetensorsStreaming, type Dtype, type LazyTensorToWrite, type SafetensorsHeader } from '../io/safetensors';
 import type { ModelType } from '../models/types';
 import type { Task } from '../config/types';
 import { writeFolderAtomically, type FolderWriteOptions } from './folder_swap';
@@ -48,6 +53,12 @@ export interface HfModelToWrite {
   chatTemplate?: string;
   /** Override for tests. */
   maxShardBytes?: number;
+  /**
+   * The base model's weight file, when it is its only one: if `tensors` are exactly its tensors (names,
+   * dtypes in the output dtype, shapes), it is copied and the tensors that are not stored bytes (the
+   * merged ones) are written over their ranges. Set `false` to always write every tensor (tests compare).
+   */
+  source?: SafetensorsHeader | false;
   /** The marker and the replace rule (the job runner's merge sets both). */
   write?: FolderWriteOptions;
 }
@@ -103,8 +114,48 @@ function toWrite(name: string, src: TensorSource, dtype: HfDtype): LazyTensorToW
   return { name, dtype: target, shape: [...src.shape], bytes };
 }
 
+/**
+ * Whether `tensors` are exactly the source file's tensors, stored in the output dtype: then the file can be
+ * copied with the computed tensors written over their byte ranges.
+ */
+export function canPatchSource(source: SafetensorsHeader, tensors: Map<string, TensorSource>, dtype: HfDtype): boolean {
+  if (source.tensors.size !== tensors.size) return false;
+  for (const [name, src] of tensors) {
+    const entry = source.tensors.get(name);
+    if (!entry || entry.dtype !== ST_DTYPE[dtype] || entry.shape.join() !== src.shape.join()) return false;
+    if ('read' in src && src.dtype !== entry.dtype) return false;
+  }
+  return true;
+}
+
+/** Copies the source file to `file` and writes the tensors that are not stored bytes over their ranges. */
+function patchedModelFile(file: string, source: SafetensorsHeader, tensors: Map<string, TensorSource>, dtype: HfDtype): void {
+  fs.copyFileSync(source.file, file);
+  const fd = fs.openSync(file, 'r+');
+  try {
+    for (const [name, src] of tensors) {
+      if ('read' in src) continue; // the source's own bytes, already in place
+      const entry = source.tensors.get(name)!;
+      const bytes = toWrite(name, src, dtype).bytes();
+      const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      if (view.byteLength !== entry.end - entry.begin) throw new Error(`internal error: ${name} has ${view.byteLength} bytes, its range ${entry.end - entry.begin}`);
+      for (let done = 0; done < view.byteLength;) done += fs.writeSync(fd, view, done, view.byteLength - done, source.dataStart + entry.begin + done);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Writes the folder; returns the weight files written (relative names). */
 export function writeHfModel(outDir: string, model: HfModelToWrite): string[] {
+  if (model.source && canPatchSource(model.source, model.tensors, model.dtype)) {
+    const source = model.source;
+    writeFolderAtomically(outDir, (tmp) => {
+      patchedModelFile(path.join(tmp, 'model.safetensors'), source, model.tensors, model.dtype);
+      writeOtherFiles(tmp, model);
+    }, model.write);
+    return ['model.safetensors'];
+  }
   const bytesPer = model.dtype === 'float32' ? 4 : 2;
   const limit = model.maxShardBytes ?? MAX_SHARD_BYTES;
   // Plan shards by size without converting anything yet.
@@ -124,7 +175,6 @@ export function writeHfModel(outDir: string, model: HfModelToWrite): string[] {
   const n = shards.length;
   const fileNames = n === 1 ? ['model.safetensors'] : shards.map((_, i) => `model-${String(i + 1).padStart(5, '0')}-of-${String(n).padStart(5, '0')}.safetensors`);
   writeFolderAtomically(outDir, (tmp) => {
-    fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(model.config, null, 2) + '\n');
     const weightMap: Record<string, string> = {};
     shards.forEach((names, i) => {
       const tensors = names.map((name) => toWrite(name, model.tensors.get(name)!, model.dtype));
@@ -135,13 +185,19 @@ export function writeHfModel(outDir: string, model: HfModelToWrite): string[] {
       fs.writeFileSync(path.join(tmp, 'model.safetensors.index.json'),
         JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n');
     }
-    if (model.copyFrom) {
-      for (const f of TOKENIZER_FILES) {
-        const src = path.join(model.copyFrom, f);
-        if (fs.existsSync(src)) fs.copyFileSync(src, path.join(tmp, f));
-      }
-    }
-    if (model.chatTemplate !== undefined) fs.writeFileSync(path.join(tmp, 'chat_template.jinja'), model.chatTemplate);
+    writeOtherFiles(tmp, model);
   }, model.write);
   return fileNames;
+}
+
+/** config.json, the tokenizer files copied from the base model, the chat template. */
+function writeOtherFiles(tmp: string, model: HfModelToWrite): void {
+  fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify(model.config, null, 2) + '\n');
+  if (model.copyFrom) {
+    for (const f of TOKENIZER_FILES) {
+      const src = path.join(model.copyFrom, f);
+      if (fs.existsSync(src)) fs.copyFileSync(src, path.join(tmp, f));
+    }
+  }
+  if (model.chatTemplate !== undefined) fs.writeFileSync(path.join(tmp, 'chat_template.jinja'), model.chatTemplate);
 }
