@@ -97,7 +97,7 @@ function writeJsonl(file: string, rows: Row[], numeric: boolean): void {
   writeFileAtomic(file, rows.map((r) => JSON.stringify({ ...r, label: numeric ? Number(r.label) : r.label })).join('\n') + '\n');
 }
 
-function configText(s: Setting, seed: number, o: { epochs: number; lr: number; dropout: number | null }, dataDir: string, modelDir: string, output: string): string {
+function configText(s: Setting, seed: number, o: { epochs: number; lr: number; dropout: number | null; targets: string[] }, dataDir: string, modelDir: string, output: string): string {
   const rank = typeof s.rank === 'number' ? s.rank : 8;
   return `model: ${JSON.stringify(modelDir)}
 task: ${s.data === 'stsb' ? 'regression' : 'classification'}
@@ -110,7 +110,7 @@ data:
 adapter:
   rank: ${rank}
   init: ${s.init}
-  targets: [${TARGETS.join(', ')}]
+  targets: [${o.targets.join(', ')}]
 training:
   epochs: ${o.epochs}
   batch_size: 32
@@ -178,6 +178,8 @@ async function main(): Promise<void> {
       tune: { type: 'boolean', default: false },
       // Training pairs taken after the held-out ones (default: all the rest of train, 5,249 pairs).
       'train-size': { type: 'string' },
+      // Comma-separated adapter.targets instead of USE-lite's defaults (recorded in the run's key).
+      targets: { type: 'string' },
     },
   });
   const stsb = path.join(values.glue!, 'STS-B');
@@ -190,7 +192,9 @@ async function main(): Promise<void> {
   const only = values.only ? values.only.split(',') : SETTINGS.map((s) => s.name);
   for (const o of only) if (!SETTINGS.some((s) => s.name === o)) throw new Error(`unknown setting ${o}; settings: ${SETTINGS.map((s) => s.name).join(', ')}`);
   const seeds = values.seeds!.split(',').map(Number);
-  const opts = { epochs: Number(values.epochs), lr: Number(values.lr), dropout: values.dropout === 'model' ? null : Number(values.dropout) };
+  const targets = values.targets ? values.targets.split(',') : TARGETS;
+  const targetsKey = values.targets ? `targets=${targets.join('+')}` : '';
+  const opts = { epochs: Number(values.epochs), lr: Number(values.lr), dropout: values.dropout === 'model' ? null : Number(values.dropout), targets };
   const smoke = values['smoke-size'] ? Number(values['smoke-size']) : null;
   const tune = values.tune === true;
   const work = path.join(root, 'bench', 'results', 'tmp', smoke ? 'stsb-smoke' : tune ? 'stsb-tune' : 'stsb');
@@ -219,12 +223,16 @@ async function main(): Promise<void> {
     records.push(rec);
     const others = read();
     const merged = [...others.filter((o) => !records.some((r) => r.setting === o.setting && r.seed === o.seed)), ...records];
-    writeFileAtomic(outFile, JSON.stringify({ trainSize: order.length, heldOut: HELDOUT_SIZE, subsampleSeed: SUBSAMPLE_SEED, ...opts, batchSize: 32, maxLength: 64, targets: TARGETS, runs: merged }, null, 2) + '\n');
+    // The file's settings are the defaults'; a run with other targets says so in its setting key.
+    const { targets: _runTargets, ...shared } = opts;
+    writeFileAtomic(outFile, JSON.stringify({ trainSize: order.length, heldOut: HELDOUT_SIZE, subsampleSeed: SUBSAMPLE_SEED, ...shared, batchSize: 32, maxLength: 64, targets: TARGETS, runs: merged }, null, 2) + '\n');
   };
   for (const seed of seeds) {
     for (const s of SETTINGS.filter((x) => only.includes(x.name))) {
       const seedOf = s.rank === 'none' ? 0 : seed; // zero-shot has no randomness
-      const key = tune && s.rank !== 'none' ? `${s.name}@n=${order.length},lr=${opts.lr},epochs=${opts.epochs}${opts.dropout === null ? '' : `,dropout=${opts.dropout}`}` : s.name;
+      const key = tune && s.rank !== 'none'
+        ? `${s.name}@n=${order.length},lr=${opts.lr},epochs=${opts.epochs}${opts.dropout === null ? '' : `,dropout=${opts.dropout}`}${targetsKey ? `,${targetsKey}` : ''}`
+        : s.rank !== 'none' && targetsKey ? `${s.name}@${targetsKey}` : s.name;
       if (records.some((r) => r.setting === key && r.seed === seedOf)) continue;
       if (s.data === 'mrpc' && !fs.existsSync(path.join(dataDir, 'mrpc-train.jsonl'))) {
         process.stderr.write(`MRPC not found in ${mrpc}: skipping ${s.name}\n`);
