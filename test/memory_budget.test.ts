@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { cgroupMemoryLimit, memoryBudget, DEFAULT_MEMORY_SHARE } from '../sidecar/backend/memory_budget';
-import { planMicroBatches, splitIndices } from '../sidecar/train/micro_batches';
+import { planMicroBatches, splitIndices, wasmTransientBytes } from '../sidecar/train/micro_batches';
 import { readModelConfig } from '../sidecar/io/model_config';
 import { cliRunner, tinyBertConfig } from './cli_harness';
 import { makeWorkspace } from './workspace';
@@ -62,6 +62,22 @@ test('micro-batch plan: whole batches under a large budget, fewer rows as the bu
   assert.ok(plan(4, false).rows < plan(4, true).rows, 'checkpointing fits more rows');
   assert.equal(plan(0.6, true).overBudget, true);
   assert.deepEqual(splitIndices([5, 3, 9, 1, 7], 2), [[5, 3], [9, 1], [7]]);
+});
+
+// wasm: the largest weight is held twice more while multiplied (a transposed copy and XNNPACK's packed
+// copy); Qwen2-0.5B's tied 151936 × 896 output matrix (544 MB) leaves a causal LM no room in the 4 GB heap.
+test('micro-batch plan on wasm leaves room for the copies of the largest weight a product makes', () => {
+  const config = readModelConfig(path.join(fixtures, 'tiny', 'llama', 'seq-cls'));
+  const qwen2 = { ...config, numLayers: 24, hiddenSize: 896, intermediateSize: 4864, numHeads: 14, numKvHeads: 2, headDim: 64, vocabSize: 151936 };
+  const dropout = { hidden: 0, attention: 0, classifier: 0 };
+  const embedding = 4 * 151936 * 896;
+  assert.equal(wasmTransientBytes(embedding), 2 * embedding);
+  const plan = (transientBytes: number, gb = 4) => planMicroBatches({
+    budgetBytes: gb * GiB, weightBytes: 1.98e9, config: qwen2, seqLen: 256, batchSize: 8, checkpointing: true, dropout, causalLm: true, transientBytes,
+  });
+  assert.equal(plan(0, 8).activationBudget - plan(wasmTransientBytes(embedding), 8).activationBudget, 2 * embedding);
+  assert.equal(plan(0).overBudget, false, 'without the copies it would seem to fit');
+  assert.equal(plan(wasmTransientBytes(embedding)).overBudget, true, 'Qwen2-0.5B causal LM does not fit the wasm heap');
 });
 
 test('a model that does not fit the budget is refused before loading, in one line naming its size and the budget', () => {

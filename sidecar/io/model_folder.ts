@@ -221,6 +221,13 @@ export function float32Bytes(ckpt: Checkpoint): number {
   return total;
 }
 
+/** float32 bytes of the model's largest parameter tensor (the embedding, or an untied output matrix). */
+export function largestFloat32Bytes(ckpt: Checkpoint): number {
+  let largest = 0;
+  for (const [name, loc] of ckpt.tensors) if (isParameter(name, loc.entry)) largest = Math.max(largest, 4 * numElements(loc.entry.shape));
+  return largest;
+}
+
 /**
  * Identifies the checkpoint cheaply: sha256 (hex) over config.json's bytes and, for each weight file in
  * order, its name, size and header JSON bytes. Any change of a tensor's name, dtype, shape or offsets, or

@@ -49,8 +49,8 @@ import {
 } from './training_checkpoint';
 import { trimMetricsLog, appendMetricsLine } from './metrics_log';
 import { seedFor } from './seeds';
-import { planMicroBatches, splitIndices, type MicroBatchPlan } from './micro_batches';
-import { float32Bytes } from '../io/model_folder';
+import { planMicroBatches, splitIndices, wasmTransientBytes, type MicroBatchPlan } from './micro_batches';
+import { float32Bytes, largestFloat32Bytes } from '../io/model_folder';
 import { formatGb } from '../backend/memory_budget';
 import { pairModeOf, targetScalingOf } from '../session/pair_mode';
 import type { BestRecord, EngineEvents, EvalRecord, StepRecord, TrainResult } from '../records';
@@ -136,6 +136,7 @@ export async function runTraining(config: RunConfig, opts: TrainOptions = {}): P
     budgetBytes: session.memory.bytes, weightBytes: float32Bytes(session.ckpt), config: session.ckpt.config, seqLen: tc.maxLength,
     batchSize: tc.batchSize, checkpointing: config.compute?.gradientCheckpointing ?? false, dropout: session.backbone.dropoutRates,
     causalLm: config.task === 'causal-lm', rowsPerExample: pairModeOf(config) === 'bi' ? 2 : 1,
+    transientBytes: session.backendName === 'wasm' ? wasmTransientBytes(largestFloat32Bytes(session.ckpt)) : 0,
   });
   logMemoryPlan(events, session, microPlan, tc.batchSize, config.compute?.gradientCheckpointing ?? false);
   const adapterNames = new Set([...trainable.keys()].filter((n) => n.endsWith('.R')));

@@ -82,12 +82,24 @@ export const RUNTIME_RESERVE = 0.75 * 1024 ** 3;
 export function planMicroBatches(opts: {
   budgetBytes: number; weightBytes: number; config: ModelConfig; seqLen: number; batchSize: number; checkpointing: boolean;
   dropout: DropoutRates; causalLm: boolean; rowsPerExample?: number;
+  /** Bytes one product may hold besides its operands (wasmTransientBytes on wasm). */
+  transientBytes?: number;
 }): MicroBatchPlan {
   const estimate = activationBytes(opts.config, opts.seqLen, opts.checkpointing, opts.dropout, opts.causalLm, opts.weightBytes);
-  const activationBudget = Math.max(0, opts.budgetBytes - opts.weightBytes - RUNTIME_RESERVE - estimate.perMicroBatch);
+  const activationBudget = Math.max(0, opts.budgetBytes - opts.weightBytes - RUNTIME_RESERVE - estimate.perMicroBatch - (opts.transientBytes ?? 0));
   const perExample = estimate.perToken * opts.seqLen * (opts.rowsPerExample ?? 1);
   const fit = Math.floor(activationBudget / perExample);
   return { rows: Math.max(1, Math.min(opts.batchSize, fit)), activationBudget, estimate, overBudget: fit < 1 };
+}
+
+/**
+ * The wasm backend's transient bytes: a product with a transposed weight runs on a transposed copy, which
+ * XNNPACK packs into another copy, so the largest weight is held twice more while it is multiplied (a
+ * tied output matrix in a causal LM's logits). When the heap cannot hold them, tfjs-wasm only warns ("XNN
+ * status ... 6") and leaves the product unwritten, so the plan must leave room for them.
+ */
+export function wasmTransientBytes(largestWeightBytes: number): number {
+  return 2 * largestWeightBytes;
 }
 
 /** The batch's example indices cut into consecutive micro-batches of at most `rows`. */
