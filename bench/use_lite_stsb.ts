@@ -194,6 +194,8 @@ async function main(): Promise<void> {
   const seeds = values.seeds!.split(',').map(Number);
   const targets = values.targets ? values.targets.split(',') : TARGETS;
   const targetsKey = values.targets ? `targets=${targets.join('+')}` : '';
+  // Dev runs with settings other than the documented ones are kept under their own key.
+  const devKey = [values.epochs !== '3' ? `epochs=${values.epochs}` : '', values.lr !== '0.005' ? `lr=${values.lr}` : '', targetsKey].filter(Boolean).join(',');
   const opts = { epochs: Number(values.epochs), lr: Number(values.lr), dropout: values.dropout === 'model' ? null : Number(values.dropout), targets };
   const smoke = values['smoke-size'] ? Number(values['smoke-size']) : null;
   const tune = values.tune === true;
@@ -232,7 +234,7 @@ async function main(): Promise<void> {
       const seedOf = s.rank === 'none' ? 0 : seed; // zero-shot has no randomness
       const key = tune && s.rank !== 'none'
         ? `${s.name}@n=${order.length},lr=${opts.lr},epochs=${opts.epochs}${opts.dropout === null ? '' : `,dropout=${opts.dropout}`}${targetsKey ? `,${targetsKey}` : ''}`
-        : s.rank !== 'none' && targetsKey ? `${s.name}@${targetsKey}` : s.name;
+        : s.rank !== 'none' && devKey ? `${s.name}@${devKey}` : s.name;
       if (records.some((r) => r.setting === key && r.seed === seedOf)) continue;
       if (s.data === 'mrpc' && !fs.existsSync(path.join(dataDir, 'mrpc-train.jsonl'))) {
         process.stderr.write(`MRPC not found in ${mrpc}: skipping ${s.name}\n`);
