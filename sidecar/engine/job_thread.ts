@@ -1,7 +1,7 @@
 /**
  * Long jobs run in a worker thread, so the thread that started them keeps answering while TensorFlow.js
  * computes: the language server (diagnostics, hover, cancel) runs train, merge and export there; the CLI
- * runs train and ablate there, so Ctrl-C and SIGTERM are seen at once, even while one long kernel runs
+ * runs train there, so Ctrl-C and SIGTERM are seen at once, even while one long kernel runs
  * (a second signal then quits at once). The worker is the bundle itself (dist/sidecar.js or dist/cli.js),
  * started with `workerData.loraxsJob`; it posts the engine's events and the result back.
  *
