@@ -585,8 +585,19 @@ def main():
 
 
 def report_error(message: str):
-    """One line the launcher (sidecar/engine/launch.ts) shows as the run's error, with the rank that failed."""
-    say(json.dumps({"loraxs_error": {"rank": int(os.environ.get("RANK", "0")), "message": message}}))
+    """One line the launcher (sidecar/engine/launch.ts) shows as the run's error, with the rank that failed.
+    The same record also goes to LORAXS_ERROR_DIR/rank-<R>.json when the launcher set it: a rank's last
+    stderr lines can be lost when the launcher's agent tears the group down, a file is not."""
+    record = {"rank": int(os.environ.get("RANK", "0")), "message": message}
+    say(json.dumps({"loraxs_error": record}))
+    folder = os.environ.get("LORAXS_ERROR_DIR")
+    if folder:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, f"rank-{record['rank']}.json"), "w") as f:
+                json.dump(record, f)
+        except OSError:
+            pass
 
 
 if __name__ == "__main__":

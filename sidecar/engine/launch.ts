@@ -268,9 +268,12 @@ export async function runLaunch(config: RunConfig, out: OutputCheck, opts: Launc
   events.log(commandLine(p));
   if (signal?.aborted) return { ...launched(p), train: launchTrainResult(config, p.planDir, true, t0) };
 
+  // Each failing rank also writes its error to errorDir (trainer/train.py report_error): its stderr line can be lost.
+  const errorDir = path.join(p.planDir, 'errors');
+  fs.rmSync(errorDir, { recursive: true, force: true });
   // LORAXS_PARENT_PID: the trainer stops (at a checkpoint) when this process is gone (killed outright, no SIGTERM sent).
   const child = spawn(p.command[0], p.command.slice(1), {
-    detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...p.env, LORAXS_PARENT_PID: String(process.pid) },
+    detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...p.env, LORAXS_PARENT_PID: String(process.pid), LORAXS_ERROR_DIR: errorDir },
   });
   const pgid = child.pid;
   let cancelled = false;
@@ -327,6 +330,13 @@ export async function runLaunch(config: RunConfig, out: OutputCheck, opts: Launc
   if (exitCode !== 0 && !(cancelled && fs.existsSync(ckpt))) {
     // The rank that failed first names the cause; the others then fail on the broken collective ("Connection
     // closed by peer", NCCL timeouts), and their lines may arrive first, so they are reported only when alone.
+    for (const f of fs.existsSync(errorDir) ? fs.readdirSync(errorDir).sort() : []) {
+      try {
+        const value = JSON.parse(fs.readFileSync(path.join(errorDir, f), 'utf8')) as { rank: number; message: string };
+        const line = `rank ${value.rank}: ${value.message}`;
+        if (!errors.includes(line)) errors.push(line);
+      } catch { /* a file cut short by the rank's end: its stderr line, if any, is in errors */ }
+    }
     const why = errors.find((e) => !PEER_FAILURE.test(e)) ?? errors[0] ?? tail.filter((l) => /\b\w*(Error|Exception)\b/.test(l)).at(-1) ?? tail.at(-1) ?? 'no output';
     throw new LoraxsError(`the trainer failed (accelerate launch exited with ${exitCode}): ${why}`);
   }
