@@ -85,6 +85,18 @@ function cloneWithOtherR(from: string, to: string, seed: number, std: number, op
   saveAdapter(to, { ...snap, ...(opts.chatTemplate ? { chatTemplate: opts.chatTemplate } : {}) });
 }
 
+/** A safetensors file's header bytes (length prefix included) and each tensor's bytes, by name. */
+function safetensorsRanges(file: string): { header: Buffer; tensors: Map<string, Buffer> } {
+  const bytes = fs.readFileSync(file);
+  const headerEnd = 8 + Number(bytes.readBigUInt64LE(0));
+  const entries = JSON.parse(bytes.subarray(8, headerEnd).toString('utf8')) as Record<string, { data_offsets: [number, number] }>;
+  const tensors = new Map<string, Buffer>();
+  for (const [name, e] of Object.entries(entries)) {
+    if (name !== '__metadata__') tensors.set(name, bytes.subarray(headerEnd + e.data_offsets[0], headerEnd + e.data_offsets[1]));
+  }
+  return { header: bytes.subarray(0, headerEnd), tensors };
+}
+
 function metricValue(text: string, name: string): number {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   assert.ok(m, `/metrics has ${name}`);
@@ -145,8 +157,23 @@ output: out-${seed}
   const merged = new Map<string, string>();
   for (const name of names) {
     const out = path.join(dir, `merged-${name}`);
-    runOk(['merge', config(0), '--adapter', path.join(adapters, name), '--out', out]);
+    const r = cli(['merge', config(0), '--adapter', path.join(adapters, name), '--out', out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /: a copy of model\.safetensors with the merged weights written over theirs/);
     merged.set(name, out);
+  }
+  // The merged models keep exactly the source file's tensors: the spawned merge copied the source and wrote
+  // the merged weights over their byte ranges (hf_model_writer.ts), so the header and every tensor that no
+  // adapter touches are the source's bytes; each adapted weight changed. (Their values: the mixed batches below.)
+  const source = safetensorsRanges(path.join(stories260k, 'model.safetensors'));
+  const adapted = /\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$/;
+  for (const name of names) {
+    const out = safetensorsRanges(path.join(merged.get(name)!, 'model.safetensors'));
+    assert.ok(out.header.equals(source.header), `${name}: the merged file's header is the source's`);
+    for (const [tensor, bytes] of source.tensors) {
+      const same = out.tensors.get(tensor)!.equals(bytes);
+      assert.equal(same, !adapted.test(tensor), `${name}: ${tensor} ${adapted.test(tensor) ? 'was not merged' : 'changed'}`);
+    }
   }
   merged.set('stories260k', stories260k);
 

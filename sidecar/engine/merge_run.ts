@@ -9,20 +9,30 @@ import * as path from 'node:path';
 import * as tf from '../backend/tf';
 import { initBackend } from '../backend/choice';
 import type { RunConfig } from '../config/types';
-import { openCheckpoint, loadWeights, checkpointFingerprint, parameterNames } from '../io/model_folder';
-import { readTensorBytes } from '../io/safetensors';
+import { openCheckpoint, loadWeights, checkpointFingerprint, parameterNames, type Checkpoint } from '../io/model_folder';
+import { readTensorBytes, type SafetensorsHeader } from '../io/safetensors';
 import { warnOtherCommit } from '../loraxs/adapter_set';
 import { loadAdapter } from '../loraxs/adapter_files';
 import { adapterFactors, checkBaseModel } from '../loraxs/factor_cache';
 import { mergeWeights, type MergeableModule } from '../loraxs/merge';
 import { uploadFactors } from '../loraxs/adapted_context';
-import { writeHfModel, configForHead, type HfDtype, type TensorSource } from '../loraxs/hf_model_writer';
+import { writeHfModel, canPatchSource, configForHead, type HfDtype, type TensorSource } from '../loraxs/hf_model_writer';
 import type { FolderWriteOptions } from '../loraxs/folder_swap';
 import type { EngineEvents } from '../records';
 import { engineCannotHold } from './model_support';
 import { runTrainerTool } from './trainer_tools';
 
 /** Tensors of other task heads that the merged model's task class would not load. */
+/**
+ * The checkpoint's weight file when it is one file whose tensors keep their names (no shards, no renamed
+ * keys): a merged model holding exactly its tensors is then a copy with the merged weights written over it.
+ */
+function singleSourceFile(ckpt: Checkpoint): SafetensorsHeader | false {
+  if (ckpt.files.length !== 1) return false;
+  for (const [name, loc] of ckpt.tensors) if (loc.sourceName !== name) return false;
+  return ckpt.tensors.values().next().value?.header ?? false;
+}
+
 function belongsToOtherHead(name: string, task: RunConfig['task']): boolean {
   if (name.startsWith('cls.') || (name.startsWith('lm_head.') && task !== 'causal-lm')) return true;
   return task === 'causal-lm' && (name.startsWith('classifier.') || name.startsWith('score.'));
@@ -62,7 +72,9 @@ export async function mergeRun(config: RunConfig, adapterDir: string, outDir: st
       tensors.set(name, mergedTensor ?? { shape: loc.entry.shape, dtype: loc.entry.dtype, read: () => readTensorBytes(loc.header, loc.sourceName) });
     }
     for (const [name, h] of snapshot.head) tensors.set(name, { shape: h.shape, data: h.data });
-    events?.log?.(`merging ${merged.mergedNames.length} modules into ${outDir} (${dtype})`);
+    const source = singleSourceFile(ckpt);
+    events?.log?.(`merging ${merged.mergedNames.length} modules into ${outDir} (${dtype})${source && canPatchSource(source, tensors, dtype)
+      ? `: a copy of ${path.basename(source.file)} with the merged weights written over theirs` : ''}`);
     writeHfModel(outDir, {
       config: configForHead(cfg.raw, cfg.modelType, saved.task, saved.id2label, saved.numLabels),
       tensors,
@@ -70,8 +82,7 @@ export async function mergeRun(config: RunConfig, adapterDir: string, outDir: st
       copyFrom: config.model,
       chatTemplate: snapshot.chatTemplate,
       write,
-      // One weight file whose tensors the merged model keeps as they are: copied, merged weights written over it.
-      source: ckpt.files.length === 1 && [...ckpt.tensors].every(([name, l]) => l.sourceName === name) ? ckpt.tensors.values().next().value?.header ?? false : false,
+      source,
     });
   } finally {
     for (const key of merged?.mergedNames ?? []) merged!.weights.get(key)?.dispose();

@@ -214,17 +214,22 @@ export function countParameters(ckpt: Checkpoint): number {
   return total;
 }
 
+/** float32 bytes of each parameter tensor (copies included). */
+function* parameterFloat32Bytes(ckpt: Checkpoint): Generator<number> {
+  for (const [name, loc] of ckpt.tensors) if (isParameter(name, loc.entry)) yield 4 * numElements(loc.entry.shape);
+}
+
 /** Bytes the default `loadWeights` takes as float32 (4 per element of every parameter tensor, copies included). */
 export function float32Bytes(ckpt: Checkpoint): number {
   let total = 0;
-  for (const [name, loc] of ckpt.tensors) if (isParameter(name, loc.entry)) total += 4 * numElements(loc.entry.shape);
+  for (const bytes of parameterFloat32Bytes(ckpt)) total += bytes;
   return total;
 }
 
 /** float32 bytes of the model's largest parameter tensor (the embedding, or an untied output matrix). */
 export function largestFloat32Bytes(ckpt: Checkpoint): number {
   let largest = 0;
-  for (const [name, loc] of ckpt.tensors) if (isParameter(name, loc.entry)) largest = Math.max(largest, 4 * numElements(loc.entry.shape));
+  for (const bytes of parameterFloat32Bytes(ckpt)) largest = Math.max(largest, bytes);
   return largest;
 }
 
