@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { findUseLitePackage } from '../sidecar/importers/use_lite_source';
 import { importUseLite } from '../sidecar/importers/use_lite';
 import { pearson } from '../sidecar/train/metrics';
-import { readSafetensorsHeader } from '../sidecar/io/safetensors';
+import { readSafetensorsHeader, readTensorFloat32 } from '../sidecar/io/safetensors';
 import { glue, tempDir } from './paths';
 import { cliRunner } from './cli_harness';
 
@@ -62,16 +62,16 @@ training:
 output: out
 `);
 
-  // params: the mode, no head in bi regression, trainable = Σ r².
+  // params: the mode, the weighted cosine's H + 1 head numbers in bi regression, trainable = Σ r² + head.
   const p = loraxs(['params', cfg, '--json'], dir);
   assert.equal(p.code, 0, p.stderr);
   const report = JSON.parse(p.stdout);
   assert.equal(report.pairMode, 'bi');
-  assert.equal(report.headParams, 0);
-  assert.equal(report.trainable, report.loraxs);
+  assert.equal(report.headParams, 512 + 1);
+  assert.equal(report.trainable, report.loraxs + report.headParams);
   const text = loraxs(['params', cfg], dir);
   assert.match(text.stdout, /pair mode\s+bi \(each text embedded alone, then compared; use_lite's default\)/);
-  assert.match(text.stdout, /head params\s+0\s+\(regression, 1 output, pair mode bi: cosine, no head\)/);
+  assert.match(text.stdout, /head params\s+513\s+\(regression, 1 output, pair mode bi: weighted cosine\)/);
 
   const t = loraxs(['train', cfg, '--json'], dir);
   assert.equal(t.code, 0, t.stderr);
@@ -86,7 +86,10 @@ output: out
   assert.ok(updates.every((u) => typeof u.elapsed_s === 'number' && typeof u.eta_s === 'number'));
   assert.equal(updates.at(-1).eta_s, 0);
   const head = readSafetensorsHeader(path.join(out, 'head.safetensors'));
-  assert.deepEqual([...head.tensors.keys()].sort(), ['pair.offset', 'pair.scale']);
+  assert.deepEqual([...head.tensors.keys()].sort(), ['pair.bias', 'pair.offset', 'pair.scale', 'pair.weight']);
+  const weights = readTensorFloat32(head, 'pair.weight');
+  assert.equal(weights.length, 512);
+  assert.ok(weights.some((w) => Math.abs(w - 1) > 1e-4), 'the weighted cosine trained (its weights left 1)');
   const trained = evals[0].eval;
 
   // eval and predict of the saved adapter reproduce the training run's evaluation.
@@ -103,9 +106,12 @@ output: out
   assert.ok(Math.abs(pearson(preds, gold) - metrics.pearson) < 1e-5);
   const lo = Math.min(...data.train.map((r) => (r as { score: number }).score));
   const hi = Math.max(...data.train.map((r) => (r as { score: number }).score));
-  assert.ok(preds.every((x) => x >= lo - (hi - lo) - 1e-4 && x <= hi + 1e-4), 'predictions are lo + (hi − lo) · cos');
+  // Predictions are lo + (hi − lo) · Σ w û v̂ + b, bounded by the weights' absolute sum.
+  const bias = readTensorFloat32(head, 'pair.bias')[0];
+  const bound = (hi - lo) * weights.reduce((a, w) => Math.max(a, Math.abs(w)), 0);
+  assert.ok(preds.every((x) => Math.abs(x - lo - bias) <= bound + 1e-4), 'predictions are lo + (hi − lo) · wcos + b');
 
-  // merge: the merged encoder embeds as the adapted one (Pearson is scale-free; the merged folder has no head).
+  // merge: the merged model (encoder merged, the pair.* head tensors in its weights) evaluates as the adapter.
   const m = loraxs(['merge', cfg, '--adapter', out, '--out', path.join(dir, 'merged')], dir);
   assert.equal(m.code, 0, m.stderr);
   const mergedCfg = path.join(dir, 'merged.loraxs.yaml');
@@ -113,6 +119,7 @@ output: out
   const em = loraxs(['eval', mergedCfg, '--json'], dir);
   assert.equal(em.code, 0, em.stderr);
   assert.ok(Math.abs(JSON.parse(em.stdout).pearson - metrics.pearson) < 1e-4, `merged ${JSON.parse(em.stdout).pearson} vs adapter ${metrics.pearson}`);
+  assert.ok(Math.abs(JSON.parse(em.stdout).mse - metrics.mse) < 1e-4, `merged MSE ${JSON.parse(em.stdout).mse} vs adapter ${metrics.mse}: the weighted cosine came along`);
 });
 
 test('bi pair mode classification through the CLI: (u, v, |u−v|, u∘v) head, params agree with train', { skip: missing }, () => {

@@ -26,6 +26,7 @@ import { makeBatch } from '../sidecar/train/batching';
 import { batchInputs, evaluate } from '../sidecar/train/evaluation';
 import { pearson } from '../sidecar/train/metrics';
 import { pairModeOf, targetScalingOf } from '../sidecar/session/pair_mode';
+import { createHead, PAIR_OFFSET, PAIR_SCALE } from '../sidecar/models/heads';
 import { DEFAULT_TARGETS_BY_MODEL_TYPE } from '../sidecar/config/defaults';
 import { parseConfigText } from '../sidecar/config/parse';
 import { computeParams } from '../sidecar/loraxs/param_counts';
@@ -167,7 +168,7 @@ test('bi pair mode on USE-lite with R = 0: embeddings equal the package\'s embed
   }
 });
 
-test('regression heads start sensibly: cross predicts the training mean at first; bi has no head and predicts offset + scale · cos', async () => {
+test('regression heads start sensibly: cross predicts the training mean at first; bi starts at offset + scale · cos (weighted cosine with weights 1, bias 0)', async () => {
   await initBackend();
   const dir = path.join(fixtures, 'tiny', 'bert', 'seq-cls');
   const tokDir = path.join(fixtures, 'tiny', 'bert', 'pair_tokenizer');
@@ -194,7 +195,9 @@ test('regression heads start sensibly: cross predicts the training mean at first
         assert.ok(Math.abs(w.data[0] - live[0] * scaling.scale) < 1e-6);
         assert.ok(Math.abs(savedHead.get('classifier.bias')!.data[0] - (session.head.trainable.get('classifier.bias')!.dataSync()[0] * scaling.scale + scaling.offset)) < 1e-5);
       } else {
-        assert.equal(session.head.trainable.size, 0);
+        assert.deepEqual([...session.head.trainable.keys()].sort(), ['pair.bias', 'pair.weight']);
+        assert.ok((session.head.trainable.get('pair.weight')!.dataSync() as Float32Array).every((w) => w === 1));
+        assert.deepEqual(Array.from(session.head.trainable.get('pair.bias')!.dataSync()), [0]);
         assert.deepEqual(scaling, { offset: 0.5, scale: 3.5 });
         for (const p of preds) assert.ok(p >= 0.5 - 3.5 - 1e-4 && p <= 4 + 1e-4, `prediction ${p} outside offset ± scale`);
         const embeds = session.embeddings(batchInputs(batch));
@@ -202,6 +205,27 @@ test('regression heads start sensibly: cross predicts the training mean at first
         embeds.dispose();
         const cos = (u: number[], v: number[]) => u.reduce((s, x, k) => s + x * v[k], 0) / Math.sqrt(u.reduce((s, x) => s + x * x, 0) * v.reduce((s, x) => s + x * x, 0));
         preds.forEach((p, i) => assert.ok(Math.abs(p - (0.5 + 3.5 * cos(e[i], e[3 + i]))) < 1e-4, `prediction ${p} is not 0.5 + 3.5 · cos`));
+        // An adapter head saved before the weighted cosine (offset and scale only) loads as weights 1, bias 0.
+        const legacy = new Map([[PAIR_OFFSET, tf.tensor1d([1])], [PAIR_SCALE, tf.tensor1d([4])]]);
+        const legacyHead = createHead(session.backbone, 'regression', 1, { seed: 0, pairMode: 'bi', checkpointHead: legacy });
+        const legacySaved = legacyHead.savedTensors();
+        assert.deepEqual([...legacySaved.keys()].sort(), ['pair.bias', 'pair.offset', 'pair.scale', 'pair.weight']);
+        assert.deepEqual([legacySaved.get('pair.offset')!.data[0], legacySaved.get('pair.scale')!.data[0], legacySaved.get('pair.bias')!.data[0]], [1, 4, 0]);
+        assert.ok(legacySaved.get('pair.weight')!.data.every((w) => w === 1));
+        legacyHead.dispose();
+        legacy.forEach((t) => t.dispose());
+        // Trained weights: offset + scale · Σ w_k u_k v_k / (|u| |v|) + bias.
+        const w = Array.from({ length: e[0].length }, (_, k) => 0.5 + ((k * 37) % 11) / 10);
+        session.head.trainable.get('pair.weight')!.assign(tf.tensor1d(w));
+        session.head.trainable.get('pair.bias')!.assign(tf.tensor1d([0.25]));
+        const again = batchInputs(batch);
+        const weighted = Array.from(tf.tidy(() => session.logits(again, false).dataSync()));
+        for (const t of Object.values(again)) t?.dispose();
+        const norm = (u: number[]) => Math.sqrt(u.reduce((s, x) => s + x * x, 0));
+        weighted.forEach((p, i) => {
+          const expected = 0.5 + 3.5 * e[i].reduce((s, x, k) => s + w[k] * x * e[3 + i][k], 0) / (norm(e[i]) * norm(e[3 + i])) + 0.25;
+          assert.ok(Math.abs(p - expected) < 1e-4, `prediction ${p} is not offset + scale · wcos + bias (${expected})`);
+        });
       }
     } finally {
       session.dispose();
@@ -244,7 +268,7 @@ test('params and hover count the head as train builds it and name the pair mode'
   assert.equal(cross.pairMode, 'cross', "BERT's default");
   assert.equal(cross.headParams, 32 * 3 + 3, 'classifier only: the checkpoint has its pooler');
   const reg = computeParams({ model, adapter, task: 'regression', data: { ...data('bi'), label: 'label' } });
-  assert.equal(reg.headParams, 0);
+  assert.equal(reg.headParams, 32 + 1, 'bi regression: the weighted cosine (H weights and a bias)');
   const md = paramsMarkdown(bi, { rank: 2, alpha: 2 });
   assert.match(md, /Head: 387 trainable parameters \(classification, 3 classes, pair mode bi\); \*\*\d+ trainable in all\*\*/);
   assert.match(md, /pair mode \*\*bi\*\* \(each text embedded alone/);

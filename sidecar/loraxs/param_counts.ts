@@ -220,7 +220,7 @@ export function headParamCount(config: ModelConfig, task: Task, numLabels: numbe
   const h = config.hiddenSize;
   const L = task === 'regression' ? 1 : numLabels;
   if (task === 'causal-lm') return 0;
-  if (pairMode === 'bi') return task === 'regression' ? 0 : 4 * h * L + L;
+  if (pairMode === 'bi') return task === 'regression' ? h + 1 : 4 * h * L + L;
   if (config.modelType === 'roberta') return h * h + h + h * L + L;
   if (config.modelType === 'bert') return h * L + L + (bertPooler ? 0 : h * h + h);
   if (config.modelType === 'use_lite') return h * L + L;
@@ -231,7 +231,7 @@ export function headParamCount(config: ModelConfig, task: Task, numLabels: numbe
 export function headDescription(report: Pick<ParamsReport, 'task' | 'numLabels' | 'pairMode'>): string {
   if (report.task === 'causal-lm') return 'causal-lm: lm_head stays frozen';
   const what = report.task === 'regression' ? 'regression, 1 output' : `classification, ${report.numLabels ?? 2} classes`;
-  const mode = report.pairMode === 'bi' && report.task === 'regression' ? ', pair mode bi: cosine, no head'
+  const mode = report.pairMode === 'bi' && report.task === 'regression' ? ', pair mode bi: weighted cosine'
     : report.pairMode ? `, pair mode ${report.pairMode}` : '';
   return what + mode;
 }

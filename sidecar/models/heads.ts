@@ -20,10 +20,13 @@
  * Pair mode `bi` (Sentence-BERT): a batch holds 2B rows, the first texts then the second texts; each
  * is embedded alone (use_lite: the encoder's sentence embedding; BERT/RoBERTa: mean over tokens;
  * decoders: the last token), u = rows 0..B-1, v = rows B..2B-1. Classification reads (u, v, |u−v|, u∘v)
- * into `classifier` (4H -> numLabels); regression has no trainable head: it predicts
- * `pair.offset + pair.scale · cos(u, v)` (stored with the head), and trains that against the label in
- * label units, i.e. cosine against (label − offset) / scale; the trainer passes the training labels'
- * minimum and range (STS-B: offset 0, scale 5, the label/5 of sentence-transformers' CosineSimilarityLoss).
+ * into `classifier` (4H -> numLabels); regression predicts
+ * `pair.offset + pair.scale · Σ_k pair.weight_k û_k v̂_k + pair.bias` (a weighted cosine of the unit
+ * embeddings), trained against the label in label units with MSE. offset and scale are constants: the
+ * training labels' minimum and range (STS-B: 0 and 5, the label/5 of sentence-transformers'
+ * CosineSimilarityLoss); the H weights start at 1 and the bias at 0, so a fresh head predicts
+ * offset + scale · cos(u, v) exactly, and training reweights the embedding's dimensions (H + 1 numbers).
+ * All four are saved with the head (and in a merged model's weights, which a later session reads back).
  */
 import * as tf from '../backend/tf';
 import { check, LoraxsError } from '../errors';
@@ -75,6 +78,9 @@ export interface HeadOptions {
 /** Names of the constants a bi-mode regression head saves. */
 export const PAIR_OFFSET = 'pair.offset';
 export const PAIR_SCALE = 'pair.scale';
+/** The bi-mode regression head's trainable weighted cosine: per-dimension weights (H) and a bias (1). */
+export const PAIR_WEIGHT = 'pair.weight';
+export const PAIR_BIAS = 'pair.bias';
 
 /** Builds the head's trainable parameters: from the checkpoint when it holds them with the right shape, else new. */
 class ParameterMaker {
@@ -93,7 +99,12 @@ class ParameterMaker {
     if (bias) this.parameter(`${name}.bias`, [outFeatures], 'zeros');
   }
 
-  private parameter(name: string, shape: number[], init: 'normal' | 'zeros'): void {
+  /** A vector `name` of `size` numbers, starting at `init`. */
+  vector(name: string, size: number, init: 'ones' | 'zeros'): void {
+    this.parameter(name, [size], init);
+  }
+
+  private parameter(name: string, shape: number[], init: 'normal' | 'zeros' | 'ones'): void {
     const saved = this.opts.checkpointHead?.get(name);
     const found = saved ?? this.backbone.weights.get(name);
     const size = shape.reduce((a, b) => a * b, 1);
@@ -105,7 +116,7 @@ class ParameterMaker {
     if (fits) this.loaded.add(name);
     const value = fits
       ? tf.cast(found, 'float32')
-      : init === 'zeros' ? tf.zeros(shape) : tf.tensor(this.rng.normalArray(size, this.std), shape);
+      : init === 'zeros' ? tf.zeros(shape) : init === 'ones' ? tf.ones(shape) : tf.tensor(this.rng.normalArray(size, this.std), shape);
     this.trainable.set(name, tf.variable(value, true));
     value.dispose();
   }
@@ -162,22 +173,33 @@ export function createHead(backbone: Backbone, task: HeadTask, numLabels: number
   if (pairMode === 'bi') {
     if (task === 'regression') {
       const scalar = (name: string, fallback: number): number => {
-        const t = saved?.get(name);
+        const t = saved?.get(name) ?? backbone.weights.get(name); // an adapter's head, or a merged model's
         return t ? t.dataSync()[0] : fallback;
       };
       const offset = scalar(PAIR_OFFSET, opts.targetScaling?.offset ?? 0);
       const scale = scalar(PAIR_SCALE, opts.targetScaling?.scale ?? 1);
+      // The weighted cosine starts as the cosine (weights 1, bias 0); a saved head (or a merged model) has its own.
+      params.vector(PAIR_WEIGHT, h, 'ones');
+      params.vector(PAIR_BIAS, 1, 'zeros');
+      // use_lite's sentence embedding is L2-normalised already (the package's embed()).
+      const unit = config.modelType === 'use_lite';
       apply = (hidden, inputs, ctx) => tf.tidy(() => {
         const [u, v] = splitPair(sentenceEmbedding(backbone, hidden, inputs, ctx));
-        return tf.reshape(tf.add(tf.mul(cosineRows(u, v), scale), offset), [-1, 1]);
+        const similarity = weightedCosineRows(u, v, params.get(PAIR_WEIGHT), unit);
+        return tf.reshape(tf.add(tf.add(tf.mul(similarity, scale), offset), params.get(PAIR_BIAS)), [-1, 1]);
       });
+      const trainable = params.trainable;
       return {
-        task, numLabels, pairMode, trainable: new Map(), apply,
-        savedTensors: () => new Map([
-          [PAIR_OFFSET, { shape: [1], data: Float32Array.of(offset) }],
-          [PAIR_SCALE, { shape: [1], data: Float32Array.of(scale) }],
-        ]),
-        dispose: () => undefined,
+        task, numLabels, pairMode, trainable, apply,
+        savedTensors: () => {
+          const out = new Map<string, { shape: number[]; data: Float32Array }>([
+            [PAIR_OFFSET, { shape: [1], data: Float32Array.of(offset) }],
+            [PAIR_SCALE, { shape: [1], data: Float32Array.of(scale) }],
+          ]);
+          for (const [name, t] of trainable) out.set(name, { shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) });
+          return out;
+        },
+        dispose: () => trainable.forEach((t) => t.dispose()),
       };
     }
     params.linear('classifier', numLabels, 4 * h, true);
@@ -285,13 +307,16 @@ function splitPair(e: tf.Tensor2D): [tf.Tensor2D, tf.Tensor2D] {
   return [tf.slice(e, [0, 0], [b, h]), tf.slice(e, [b, 0], [b, h])];
 }
 
-/** Row-wise cosine similarity of (B, H) and (B, H) -> (B). */
-export function cosineRows(u: tf.Tensor2D, v: tf.Tensor2D): tf.Tensor1D {
+/**
+ * Row-wise weighted cosine similarity: Σ_k w_k u_k v_k / (|u| |v|), (B, H), (B, H), (H) -> (B); the cosine
+ * when w = 1. `unit`: u and v are unit vectors already (no division).
+ */
+function weightedCosineRows(u: tf.Tensor2D, v: tf.Tensor2D, w: tf.Tensor, unit: boolean): tf.Tensor1D {
   return tf.tidy(() => {
-    const dot = tf.sum(tf.mul(u, v), 1);
-    const nu = tf.sqrt(tf.sum(tf.square(u), 1));
-    const nv = tf.sqrt(tf.sum(tf.square(v), 1));
-    return tf.div(dot, tf.maximum(tf.mul(nu, nv), tf.scalar(1e-12))) as tf.Tensor1D;
+    const dot = tf.sum(tf.mul(tf.mul(u, v), w), 1);
+    if (unit) return dot as tf.Tensor1D;
+    const norms = tf.mul(tf.sqrt(tf.sum(tf.square(u), 1)), tf.sqrt(tf.sum(tf.square(v), 1)));
+    return tf.div(dot, tf.maximum(norms, tf.scalar(1e-12))) as tf.Tensor1D;
   });
 }
 
