@@ -101,6 +101,11 @@ function writeJsonl(file: string, rows: Row[], numeric: boolean): void {
   writeFileAtomic(file, rows.map((r) => JSON.stringify({ ...r, label: numeric ? Number(r.label) : r.label })).join('\n') + '\n');
 }
 
+/** The STS-B bi rows train the weighted cosine, at training.head_lr (--head-lr); other rows use lr. */
+function trainsWeightedCosine(s: Setting): boolean {
+  return s.data === 'stsb' && s.pairMode === 'bi';
+}
+
 function configText(s: Setting, seed: number, o: { epochs: number; lr: number; headLr: number; dropout: number | null; targets: string[] }, dataDir: string, modelDir: string, output: string): string {
   const rank = typeof s.rank === 'number' ? s.rank : 8;
   return `model: ${JSON.stringify(modelDir)}
@@ -119,7 +124,7 @@ training:
   epochs: ${o.epochs}
   batch_size: 32
   lr: ${o.lr}
-  max_length: 64${s.data === 'stsb' && s.pairMode === 'bi' ? `\n  head_lr: ${o.headLr}` : ''}${o.dropout === null ? '' : `\n  dropout: ${o.dropout}`}
+  max_length: 64${trainsWeightedCosine(s) ? `\n  head_lr: ${o.headLr}` : ''}${o.dropout === null ? '' : `\n  dropout: ${o.dropout}`}
   seed: ${seed}
   eval_every: end
   eval_at_start: false
@@ -244,7 +249,7 @@ async function main(): Promise<void> {
     for (const s of SETTINGS.filter((x) => only.includes(x.name))) {
       const seedOf = s.rank === 'none' ? 0 : seed; // zero-shot has no randomness
       const key = tune && s.rank !== 'none'
-        ? `${s.name}@n=${order.length},lr=${opts.lr}${s.data === 'stsb' && s.pairMode === 'bi' ? `,head_lr=${opts.headLr}` : ''},epochs=${opts.epochs}${opts.dropout === null ? '' : `,dropout=${opts.dropout}`}${targetsKey ? `,${targetsKey}` : ''}`
+        ? `${s.name}@n=${order.length},lr=${opts.lr}${trainsWeightedCosine(s) ? `,head_lr=${opts.headLr}` : ''},epochs=${opts.epochs}${opts.dropout === null ? '' : `,dropout=${opts.dropout}`}${targetsKey ? `,${targetsKey}` : ''}`
         : s.rank !== 'none' && devKey ? `${s.name}@${devKey}` : s.name;
       if (records.some((r) => r.setting === key && r.seed === seedOf)) continue;
       if (s.data === 'mrpc' && !fs.existsSync(path.join(dataDir, 'mrpc-train.jsonl'))) {

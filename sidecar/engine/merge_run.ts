@@ -22,7 +22,6 @@ import type { EngineEvents } from '../records';
 import { engineCannotHold } from './model_support';
 import { runTrainerTool } from './trainer_tools';
 
-/** Tensors of other task heads that the merged model's task class would not load. */
 /**
  * The checkpoint's weight file when it is one file whose tensors keep their names (no shards, no renamed
  * keys): a merged model holding exactly its tensors is then a copy with the merged weights written over it.
@@ -33,6 +32,7 @@ function singleSourceFile(ckpt: Checkpoint): SafetensorsHeader | false {
   return ckpt.tensors.values().next().value?.header ?? false;
 }
 
+/** Tensors of other task heads that the merged model's task class would not load. */
 function belongsToOtherHead(name: string, task: RunConfig['task']): boolean {
   if (name.startsWith('cls.') || (name.startsWith('lm_head.') && task !== 'causal-lm')) return true;
   return task === 'causal-lm' && (name.startsWith('classifier.') || name.startsWith('score.'));

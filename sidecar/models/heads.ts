@@ -170,38 +170,29 @@ export function createHead(backbone: Backbone, task: HeadTask, numLabels: number
   /** The last linear layer (regression: folded with the target scaling when saved). */
   let lastLinear: string | null = null;
 
-  if (pairMode === 'bi') {
-    if (task === 'regression') {
-      const scalar = (name: string, fallback: number): number => {
-        const t = saved?.get(name) ?? backbone.weights.get(name); // an adapter's head, or a merged model's
-        return t ? t.dataSync()[0] : fallback;
-      };
-      const offset = scalar(PAIR_OFFSET, opts.targetScaling?.offset ?? 0);
-      const scale = scalar(PAIR_SCALE, opts.targetScaling?.scale ?? 1);
-      // The weighted cosine starts as the cosine (weights 1, bias 0); a saved head (or a merged model) has its own.
-      params.vector(PAIR_WEIGHT, h, 'ones');
-      params.vector(PAIR_BIAS, 1, 'zeros');
-      // use_lite's sentence embedding is L2-normalised already (the package's embed()).
-      const unit = config.modelType === 'use_lite';
-      apply = (hidden, inputs, ctx) => tf.tidy(() => {
-        const [u, v] = splitPair(sentenceEmbedding(backbone, hidden, inputs, ctx));
-        const similarity = weightedCosineRows(u, v, params.get(PAIR_WEIGHT), unit);
-        return tf.reshape(tf.add(tf.add(tf.mul(similarity, scale), offset), params.get(PAIR_BIAS)), [-1, 1]);
-      });
-      const trainable = params.trainable;
-      return {
-        task, numLabels, pairMode, trainable, apply,
-        savedTensors: () => {
-          const out = new Map<string, { shape: number[]; data: Float32Array }>([
-            [PAIR_OFFSET, { shape: [1], data: Float32Array.of(offset) }],
-            [PAIR_SCALE, { shape: [1], data: Float32Array.of(scale) }],
-          ]);
-          for (const [name, t] of trainable) out.set(name, { shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) });
-          return out;
-        },
-        dispose: () => trainable.forEach((t) => t.dispose()),
-      };
-    }
+  /** Constants saved beside the trainable tensors (bi regression: its target scaling). */
+  const constants = new Map<string, { shape: number[]; data: Float32Array }>();
+
+  if (pairMode === 'bi' && task === 'regression') {
+    const scalar = (name: string, fallback: number): number => {
+      const t = saved?.get(name) ?? backbone.weights.get(name); // an adapter's head, or a merged model's
+      return t ? t.dataSync()[0] : fallback;
+    };
+    const offset = scalar(PAIR_OFFSET, opts.targetScaling?.offset ?? 0);
+    const scale = scalar(PAIR_SCALE, opts.targetScaling?.scale ?? 1);
+    constants.set(PAIR_OFFSET, { shape: [1], data: Float32Array.of(offset) });
+    constants.set(PAIR_SCALE, { shape: [1], data: Float32Array.of(scale) });
+    // The weighted cosine starts as the cosine (weights 1, bias 0); a saved head (or a merged model) has its own.
+    params.vector(PAIR_WEIGHT, h, 'ones');
+    params.vector(PAIR_BIAS, 1, 'zeros');
+    // use_lite's sentence embedding is L2-normalised already (the package's embed()).
+    const unit = config.modelType === 'use_lite';
+    apply = (hidden, inputs, ctx) => tf.tidy(() => {
+      const [u, v] = splitPair(sentenceEmbedding(backbone, hidden, inputs, ctx));
+      const similarity = weightedCosineRows(u, v, params.get(PAIR_WEIGHT), unit);
+      return tf.reshape(tf.add(tf.add(tf.mul(similarity, scale), offset), params.get(PAIR_BIAS)), [-1, 1]);
+    });
+  } else if (pairMode === 'bi') {
     params.linear('classifier', numLabels, 4 * h, true);
     lastLinear = 'classifier';
     apply = (hidden, inputs, ctx) => tf.tidy(() => {
@@ -259,7 +250,7 @@ export function createHead(backbone: Backbone, task: HeadTask, numLabels: number
     trainable,
     apply,
     savedTensors() {
-      const out = new Map<string, { shape: number[]; data: Float32Array }>();
+      const out = new Map(constants);
       for (const [name, v] of trainable) {
         const data = Float32Array.from(v.dataSync() as Float32Array);
         if (!identity && lastLinear && name === `${lastLinear}.weight`) for (let i = 0; i < data.length; i++) data[i] *= scaling.scale;
